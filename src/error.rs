@@ -1,0 +1,143 @@
+//! One error type for the whole service. Status, wire code and message are each
+//! decided in exactly one place, so REST and (later) WebSocket answers agree.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidKey(String),
+    #[error("email address is not valid")]
+    InvalidEmail,
+    #[error("password must be at least {min} characters")]
+    WeakPassword { min: usize },
+    #[error("missing, invalid, expired or revoked token")]
+    Unauthorized,
+    #[error("email or password is incorrect")]
+    InvalidCredentials,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("value of key {key:?} exceeds {limit} bytes")]
+    ValueTooLarge { key: String, limit: usize },
+    #[error("too many requests, retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("storage is unavailable, retry later")]
+    Unavailable,
+    /// The text is for logs only; clients see a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SyncError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidJson(_)
+            | Self::InvalidRequest(_)
+            | Self::InvalidKey(_)
+            | Self::InvalidEmail
+            | Self::WeakPassword { .. } => 400,
+            Self::Unauthorized | Self::InvalidCredentials => 401,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::EmailTaken => 409,
+            Self::PayloadTooLarge { .. } | Self::ValueTooLarge { .. } => 413,
+            Self::RateLimited { .. } => 429,
+            Self::Internal(_) => 500,
+            Self::Unavailable => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidKey(_) => "invalid_key",
+            Self::InvalidEmail => "invalid_email",
+            Self::WeakPassword { .. } => "weak_password",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::EmailTaken => "email_taken",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::ValueTooLarge { .. } => "value_too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What the client is told. Internal details never leave the server.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::Unavailable => Some(1),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            success: false,
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail {
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_are_not_sent() {
+        let e = SyncError::Internal("D1_ERROR: no such table users".into());
+        let body = serde_json::to_value(e.body()).unwrap();
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("users"));
+        assert_eq!(e.status(), 500);
+    }
+
+    #[test]
+    fn rate_limit_carries_retry_after() {
+        let e = SyncError::RateLimited {
+            retry_after_secs: 42,
+        };
+        assert_eq!(e.status(), 429);
+        assert_eq!(e.retry_after_secs(), Some(42));
+    }
+}

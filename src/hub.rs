@@ -1,0 +1,484 @@
+//! The per-user write logic as pure state plus effects. The Durable Object
+//! loads a `UserState`, hands it groups of writes, persists the returned
+//! `Plan` in one D1 transaction and only then adopts `Plan::state`.
+
+use crate::auth::sha256_hex;
+use crate::merge::{self, Decision, Side};
+use crate::protocol::{BatchResponse, Conflict, Resolution, Winner, Write, WriteResponse};
+use std::collections::{BTreeMap, HashMap};
+
+/// What the hub remembers of a key's current value (never the value itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMeta {
+    pub version: u64,
+    pub deleted: bool,
+    pub updated_at: i64,
+    pub hash: String,
+    pub hist_id: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserState {
+    /// The user's change counter: the highest version handed out.
+    pub cursor: u64,
+    /// Counter for `sync_history` rows (accepted values and conflict losers).
+    pub hist_seq: u64,
+    pub keys: HashMap<String, KeyMeta>,
+    /// requestId → the JSON answer first given, for idempotent retries.
+    pub requests: HashMap<String, String>,
+}
+
+/// Which endpoint a write came from decides the shape of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Single,
+    Batch,
+}
+
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub device_id: String,
+    pub request_id: Option<String>,
+    pub shape: Shape,
+    pub writes: Vec<Write>,
+}
+
+/// A value to keep: the new current value of a key, or a conflict's loser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub hist_id: u64,
+    pub key: String,
+    /// The version it holds as current; `None` for a loser never current.
+    pub version: Option<u64>,
+    pub value: Option<String>,
+    pub hash: String,
+    pub updated_at: i64,
+    pub device_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentRow {
+    pub key: String,
+    pub meta: KeyMeta,
+    pub device_id: String,
+}
+
+/// Everything one group of writes changes. Persist all of it atomically.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub state: UserState,
+    pub prev_cursor: u64,
+    pub prev_hist_seq: u64,
+    pub history: Vec<HistoryRow>,
+    pub current: Vec<CurrentRow>,
+    /// (requestId, answer JSON) to remember.
+    pub requests: Vec<(String, String)>,
+    /// One JSON answer per op, in order.
+    pub replies: Vec<String>,
+}
+
+impl UserState {
+    /// Takes over a plan's state once D1 has committed it; returns the answers.
+    pub fn adopt(&mut self, plan: Plan) -> Vec<String> {
+        self.cursor = plan.state.cursor;
+        self.hist_seq = plan.state.hist_seq;
+        self.keys = plan.state.keys;
+        self.requests.extend(plan.requests);
+        plan.replies
+    }
+}
+
+impl Plan {
+    pub fn writes_anything(&self) -> bool {
+        !self.history.is_empty() || !self.requests.is_empty()
+    }
+}
+
+pub fn value_hash(value: Option<&str>) -> String {
+    match value {
+        Some(v) => sha256_hex(v.as_bytes()),
+        None => String::new(),
+    }
+}
+
+struct KeyResult {
+    key: String,
+    version: u64,
+    applied: bool,
+    conflict: Option<Conflict>,
+}
+
+/// Applies `ops` in order to a copy of `state`.
+pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
+    let mut p = Plan {
+        state: UserState {
+            cursor: state.cursor,
+            hist_seq: state.hist_seq,
+            keys: state.keys.clone(),
+            requests: HashMap::new(),
+        },
+        prev_cursor: state.cursor,
+        prev_hist_seq: state.hist_seq,
+        ..Plan::default()
+    };
+    let mut fresh: HashMap<String, String> = HashMap::new();
+    for op in ops {
+        if let Some(rid) = &op.request_id {
+            if let Some(answer) = state.requests.get(rid).or_else(|| fresh.get(rid)) {
+                p.replies.push(answer.clone());
+                continue;
+            }
+        }
+        let results: Vec<KeyResult> = op
+            .writes
+            .into_iter()
+            .map(|w| apply_write(&mut p, w, &op.device_id, now_ms))
+            .collect();
+        let answer = answer_json(op.shape, results, p.state.cursor);
+        if let Some(rid) = op.request_id {
+            fresh.insert(rid.clone(), answer.clone());
+            p.requests.push((rid, answer.clone()));
+        }
+        p.replies.push(answer);
+    }
+    p
+}
+
+fn apply_write(p: &mut Plan, w: Write, device_id: &str, now_ms: i64) -> KeyResult {
+    let key = w.key.as_str().to_owned();
+    let hash = value_hash(w.value.as_deref());
+    let incoming_updated_at = merge::effective_updated_at(w.updated_at, now_ms);
+    let stored = p.state.keys.get(&key).cloned();
+    let decision = {
+        let incoming = Side {
+            deleted: w.value.is_none(),
+            hash: &hash,
+            updated_at: incoming_updated_at,
+        };
+        let stored_side = stored.as_ref().map(|m| Side {
+            deleted: m.deleted,
+            hash: &m.hash,
+            updated_at: m.updated_at,
+        });
+        let stored_pair = stored_side.as_ref().zip(stored.as_ref().map(|m| m.version));
+        merge::decide(stored_pair, &incoming, w.base_version)
+    };
+    let stored_version = stored.as_ref().map_or(0, |m| m.version);
+    let conflict_with = |winner: Winner, version: u64| Conflict {
+        key: key.clone(),
+        resolution: Resolution::LastWriteWins,
+        winner,
+        version,
+        stored_version,
+        base_version: w.base_version,
+        incoming_updated_at,
+        stored_updated_at: stored.as_ref().map_or(0, |m| m.updated_at),
+    };
+    match decision {
+        Decision::Unchanged => KeyResult {
+            key: key.clone(),
+            version: stored_version,
+            applied: false,
+            conflict: None,
+        },
+        Decision::Reject => {
+            let conflict = conflict_with(Winner::Stored, stored_version);
+            p.state.hist_seq += 1;
+            p.history.push(HistoryRow {
+                hist_id: p.state.hist_seq,
+                key: key.clone(),
+                version: None,
+                value: w.value,
+                hash,
+                updated_at: incoming_updated_at,
+                device_id: device_id.to_owned(),
+            });
+            KeyResult {
+                key,
+                version: stored_version,
+                applied: false,
+                conflict: Some(conflict),
+            }
+        }
+        Decision::Accept { conflict } => {
+            p.state.cursor += 1;
+            p.state.hist_seq += 1;
+            let version = p.state.cursor;
+            let meta = KeyMeta {
+                version,
+                deleted: w.value.is_none(),
+                updated_at: incoming_updated_at,
+                hash: hash.clone(),
+                hist_id: p.state.hist_seq,
+            };
+            let conflict = conflict.then(|| conflict_with(Winner::Incoming, version));
+            p.history.push(HistoryRow {
+                hist_id: meta.hist_id,
+                key: key.clone(),
+                version: Some(version),
+                value: w.value,
+                hash,
+                updated_at: meta.updated_at,
+                device_id: device_id.to_owned(),
+            });
+            // A key written twice in one group keeps only its last current row.
+            p.current.retain(|c| c.key != key);
+            p.current.push(CurrentRow {
+                key: key.clone(),
+                meta: meta.clone(),
+                device_id: device_id.to_owned(),
+            });
+            p.state.keys.insert(key.clone(), meta);
+            KeyResult {
+                key,
+                version,
+                applied: true,
+                conflict,
+            }
+        }
+    }
+}
+
+fn answer_json(shape: Shape, mut results: Vec<KeyResult>, cursor: u64) -> String {
+    let json = match shape {
+        Shape::Single => {
+            let r = results.pop();
+            serde_json::to_string(&WriteResponse {
+                success: true,
+                key: r.as_ref().map(|r| r.key.clone()).unwrap_or_default(),
+                version: r.as_ref().map_or(0, |r| r.version),
+                conflict: r.and_then(|r| r.conflict),
+            })
+        }
+        Shape::Batch => {
+            let mut versions = BTreeMap::new();
+            let mut synced = Vec::new();
+            let mut conflicts = Vec::new();
+            for r in results {
+                versions.insert(r.key.clone(), r.version);
+                if r.applied {
+                    synced.push(r.key);
+                }
+                conflicts.extend(r.conflict);
+            }
+            serde_json::to_string(&BatchResponse {
+                success: true,
+                synced,
+                conflicts,
+                versions,
+                cursor,
+            })
+        }
+    };
+    // Serialising plain structs of strings and integers cannot fail.
+    json.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Key;
+    use proptest::prelude::*;
+
+    fn put(key: &str, value: &str, base: Option<u64>, t: Option<i64>) -> Write {
+        Write {
+            key: Key::parse(key).unwrap(),
+            value: Some(value.into()),
+            base_version: base,
+            updated_at: t,
+        }
+    }
+
+    fn single(w: Write, rid: Option<&str>) -> Op {
+        Op {
+            device_id: "dev".into(),
+            request_id: rid.map(str::to_owned),
+            shape: Shape::Single,
+            writes: vec![w],
+        }
+    }
+
+    fn adopt(state: &mut UserState, p: Plan) -> Vec<WriteResponse> {
+        state
+            .adopt(p)
+            .iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn versions_increase_per_accepted_write() {
+        let mut s = UserState::default();
+        let p = plan(
+            &s,
+            vec![
+                single(put("a", "1", None, Some(1)), None),
+                single(put("b", "1", None, Some(1)), None),
+                single(put("a", "2", Some(1), Some(2)), None),
+            ],
+            100,
+        );
+        assert_eq!(p.history.len(), 3);
+        assert_eq!(
+            p.current.len(),
+            2,
+            "a's first row replaced in the same group"
+        );
+        let r = adopt(&mut s, p);
+        assert_eq!(r.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(s.cursor, 3);
+        assert!(r.iter().all(|r| r.conflict.is_none()));
+    }
+
+    #[test]
+    fn identical_value_is_a_no_op() {
+        let mut s = UserState::default();
+        let p = plan(&s, vec![single(put("a", "1", None, None), None)], 5);
+        adopt(&mut s, p);
+        let p = plan(&s, vec![single(put("a", "1", None, None), None)], 6);
+        assert!(!p.writes_anything());
+        assert_eq!(adopt(&mut s, p)[0].version, 1);
+    }
+
+    #[test]
+    fn stale_write_loses_and_is_kept() {
+        let mut s = UserState::default();
+        let p = plan(&s, vec![single(put("a", "new", None, Some(50)), None)], 100);
+        adopt(&mut s, p);
+        let p = plan(
+            &s,
+            vec![single(put("a", "old", Some(0), Some(40)), None)],
+            100,
+        );
+        assert_eq!(p.history.len(), 1);
+        assert_eq!(p.history[0].version, None);
+        assert_eq!(p.history[0].value.as_deref(), Some("old"));
+        assert!(p.current.is_empty());
+        let r = adopt(&mut s, p);
+        let c = r[0].conflict.as_ref().unwrap();
+        assert_eq!(c.winner, Winner::Stored);
+        assert_eq!((r[0].version, s.cursor, s.hist_seq), (1, 1, 2));
+    }
+
+    #[test]
+    fn request_id_replays_first_answer() {
+        let mut s = UserState::default();
+        let op = single(put("a", "1", None, None), Some("r1"));
+        let p = plan(&s, vec![op.clone(), op.clone()], 5);
+        assert_eq!(
+            p.history.len(),
+            1,
+            "the duplicate in the same group is not applied"
+        );
+        assert_eq!(p.replies[0], p.replies[1]);
+        let first = p.replies[0].clone();
+        adopt(&mut s, p);
+        let again = single(put("a", "different", None, None), Some("r1"));
+        let p = plan(&s, vec![again], 6);
+        assert!(!p.writes_anything());
+        assert_eq!(p.replies[0], first);
+    }
+
+    #[test]
+    fn batch_answer_lists_versions_and_conflicts() {
+        let mut s = UserState::default();
+        let p = plan(&s, vec![single(put("a", "x", None, Some(10)), None)], 100);
+        adopt(&mut s, p);
+        let op = Op {
+            device_id: "d".into(),
+            request_id: None,
+            shape: Shape::Batch,
+            writes: vec![
+                put("a", "y", Some(0), Some(20)),
+                put("b", "z", None, None),
+                Write {
+                    key: Key::parse("c").unwrap(),
+                    value: None,
+                    base_version: None,
+                    updated_at: None,
+                },
+            ],
+        };
+        let p = plan(&s, vec![op], 100);
+        let b: BatchResponse = serde_json::from_str(&p.replies[0]).unwrap();
+        assert_eq!(b.synced, ["a", "b"]);
+        assert_eq!(b.conflicts.len(), 1);
+        assert_eq!(b.conflicts[0].winner, Winner::Incoming);
+        assert_eq!(b.versions["c"], 0);
+        assert_eq!(b.cursor, 3);
+    }
+
+    #[derive(Debug, Clone)]
+    struct W {
+        key: u8,
+        value: Option<u8>,
+        base: Option<u64>,
+        t: i64,
+    }
+
+    fn arb_writes() -> impl Strategy<Value = Vec<Vec<W>>> {
+        let w = (
+            0u8..3,
+            proptest::option::weighted(0.8, 0u8..4),
+            proptest::option::of(0u64..6),
+            0i64..5,
+        )
+            .prop_map(|(key, value, base, t)| W {
+                key,
+                value,
+                base,
+                t,
+            });
+        proptest::collection::vec(proptest::collection::vec(w, 1..5), 1..8)
+    }
+
+    proptest! {
+        /// Every write the hub accepts or rejects leaves a history row, versions
+        /// strictly increase, and the current rows always point at the latest
+        /// accepted history row of their key: nothing acknowledged disappears.
+        #[test]
+        fn nothing_acknowledged_is_lost(groups in arb_writes()) {
+            let mut s = UserState::default();
+            let mut history: Vec<HistoryRow> = Vec::new();
+            let mut current: HashMap<String, CurrentRow> = HashMap::new();
+            let mut last_version = 0;
+            for group in groups {
+                let ops = group.iter().map(|w| single(Write {
+                    key: Key::parse(&format!("k{}", w.key)).unwrap(),
+                    value: w.value.map(|v| format!("v{v}")),
+                    base_version: w.base,
+                    updated_at: Some(w.t),
+                }, None)).collect();
+                let p = plan(&s, ops, 10);
+                for h in &p.history {
+                    if let Some(v) = h.version {
+                        prop_assert!(v > last_version);
+                        last_version = v;
+                    }
+                }
+                history.extend(p.history.iter().cloned());
+                for c in &p.current {
+                    current.insert(c.key.clone(), c.clone());
+                }
+                let answers = adopt(&mut s, p);
+                for (w, a) in group.iter().zip(&answers) {
+                    let key = format!("k{}", w.key);
+                    let value = w.value.map(|v| format!("v{v}"));
+                    // The acknowledged value is in history (current or kept as a
+                    // loser); only deleting a key that never existed leaves no row.
+                    let kept = history.iter().any(|h| h.key == key && h.value == value)
+                        || (value.is_none() && a.version == 0);
+                    prop_assert!(kept, "{:?} -> {:?}", w, a);
+                }
+            }
+            for (key, meta) in &s.keys {
+                let row = &current[key];
+                prop_assert_eq!(&row.meta, meta);
+                let h = history.iter().find(|h| h.hist_id == meta.hist_id).unwrap();
+                prop_assert_eq!(h.version, Some(meta.version));
+                prop_assert_eq!(&h.hash, &meta.hash);
+            }
+            prop_assert_eq!(s.cursor, last_version);
+        }
+    }
+}

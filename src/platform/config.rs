@@ -1,0 +1,41 @@
+//! Settings from `wrangler.toml` [vars], with defaults when unset or invalid.
+
+use worker::Env;
+
+pub struct Config {
+    pub allowed_origins: Vec<String>,
+    pub token_idle_ms: i64,
+    pub login_failures_per_email: u32,
+    pub login_failures_per_ip: u32,
+    pub write_burst: u32,
+    pub writes_per_minute: u32,
+}
+
+fn var<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
+    env.var(name)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Self {
+        let origins: String = var(env, "ALLOWED_ORIGINS", String::new());
+        Self {
+            allowed_origins: origins
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            token_idle_ms: var(env, "TOKEN_IDLE_DAYS", 90i64).max(1) * 86_400_000,
+            login_failures_per_email: var(env, "LOGIN_FAILURES_PER_EMAIL", 10),
+            login_failures_per_ip: var(env, "LOGIN_FAILURES_PER_IP", 30),
+            write_burst: var(env, "WRITE_BURST", 300),
+            writes_per_minute: var(env, "WRITES_PER_MINUTE", 600),
+        }
+    }
+
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+}

@@ -1,0 +1,560 @@
+//! Every D1 statement the service runs, in one place.
+
+use crate::error::SyncError;
+use crate::hub::{KeyMeta, Plan, UserState};
+use crate::model::{split_chunks, CHUNK_BYTES};
+use crate::ratelimit::{Window, WINDOW_MS};
+use crate::sqlgen::{pack_rows, values_placeholders};
+use serde::Deserialize;
+use std::collections::HashMap;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, D1Result};
+
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+
+fn num<T: Into<f64>>(n: T) -> JsValue {
+    JsValue::from_f64(n.into())
+}
+
+/// Integers here (ms times, versions) stay far below 2^53, so f64 is exact.
+fn int(n: i64) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+
+fn uint(n: u64) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+
+fn db_err(what: &'static str) -> impl Fn(worker::Error) -> SyncError {
+    move |e| SyncError::Internal(format!("{what}: {e}"))
+}
+
+fn stmt(db: &D1Database, sql: &str, params: &[JsValue]) -> Result<D1PreparedStatement, SyncError> {
+    db.prepare(sql).bind(params).map_err(db_err("bind"))
+}
+
+fn rows<T: for<'de> Deserialize<'de>>(r: &D1Result) -> Result<Vec<T>, SyncError> {
+    r.results::<T>().map_err(db_err("decode rows"))
+}
+
+// ---------------------------------------------------------------- accounts
+
+#[derive(Deserialize)]
+pub struct DeviceRow {
+    pub id: String,
+    pub user_id: String,
+    pub token_hash: String,
+    pub last_seen_at: f64,
+    pub expires_at: f64,
+}
+
+pub async fn device_by_token_hash(
+    db: &D1Database,
+    hash: &str,
+) -> Result<Option<DeviceRow>, SyncError> {
+    stmt(
+        db,
+        "SELECT id, user_id, token_hash, last_seen_at, expires_at FROM devices \
+         WHERE token_hash = ? AND revoked_at IS NULL",
+        &[text(hash)],
+    )?
+    .first::<DeviceRow>(None)
+    .await
+    .map_err(db_err("device lookup"))
+}
+
+/// Slides the device's expiry forward.
+pub async fn touch_device(
+    db: &D1Database,
+    id: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), SyncError> {
+    stmt(
+        db,
+        "UPDATE devices SET last_seen_at = ?, expires_at = ? WHERE id = ? AND revoked_at IS NULL",
+        &[int(now), int(expires_at), text(id)],
+    )?
+    .run()
+    .await
+    .map_err(db_err("touch device"))?;
+    Ok(())
+}
+
+pub struct NewDevice<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+fn insert_device(db: &D1Database, d: &NewDevice<'_>) -> Result<D1PreparedStatement, SyncError> {
+    stmt(
+        db,
+        "INSERT INTO devices (id, user_id, name, token_hash, created_at, last_seen_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &[
+            text(d.id),
+            text(d.user_id),
+            text(d.name),
+            text(d.token_hash),
+            int(d.now),
+            int(d.now),
+            int(d.expires_at),
+        ],
+    )
+}
+
+/// Creates the user, their sync counter and first device in one transaction.
+pub async fn create_user(
+    db: &D1Database,
+    email: &str,
+    password: &str,
+    device: &NewDevice<'_>,
+) -> Result<(), SyncError> {
+    let statements = vec![
+        stmt(
+            db,
+            "INSERT INTO users (id, email, password, created_at) VALUES (?, ?, ?, ?)",
+            &[
+                text(device.user_id),
+                text(email),
+                text(password),
+                int(device.now),
+            ],
+        )?,
+        stmt(
+            db,
+            "INSERT INTO sync_state (user_id, cursor, hist_seq) VALUES (?, 0, 0)",
+            &[text(device.user_id)],
+        )?,
+        insert_device(db, device)?,
+    ];
+    db.batch(statements).await.map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("UNIQUE") && msg.contains("users.email") {
+            SyncError::EmailTaken
+        } else {
+            SyncError::Internal(format!("create user: {msg}"))
+        }
+    })?;
+    Ok(())
+}
+
+pub async fn create_device(db: &D1Database, device: &NewDevice<'_>) -> Result<(), SyncError> {
+    insert_device(db, device)?
+        .run()
+        .await
+        .map_err(db_err("create device"))?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct UserRow {
+    pub id: String,
+    pub password: String,
+}
+
+pub async fn user_by_email(db: &D1Database, email: &str) -> Result<Option<UserRow>, SyncError> {
+    stmt(
+        db,
+        "SELECT id, password FROM users WHERE email = ?",
+        &[text(email)],
+    )?
+    .first::<UserRow>(None)
+    .await
+    .map_err(db_err("user lookup"))
+}
+
+pub async fn revoke_device(db: &D1Database, id: &str, now: i64) -> Result<(), SyncError> {
+    stmt(
+        db,
+        "UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        &[int(now), text(id)],
+    )?
+    .run()
+    .await
+    .map_err(db_err("revoke device"))?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct WindowRow {
+    bucket: String,
+    window_start: f64,
+    count: f64,
+}
+
+pub async fn login_failures(
+    db: &D1Database,
+    buckets: &[&str],
+) -> Result<HashMap<String, Window>, SyncError> {
+    let sql = format!(
+        "SELECT bucket, window_start, count FROM auth_failures WHERE bucket IN ({})",
+        vec!["?"; buckets.len()].join(", ")
+    );
+    let params: Vec<JsValue> = buckets.iter().map(|b| text(b)).collect();
+    let r = stmt(db, &sql, &params)?
+        .all()
+        .await
+        .map_err(db_err("failures"))?;
+    Ok(rows::<WindowRow>(&r)?
+        .into_iter()
+        .map(|w| {
+            (
+                w.bucket,
+                Window {
+                    start_ms: w.window_start as i64,
+                    count: w.count as u32,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Counts a failed login in each bucket's current one-minute window.
+pub async fn record_login_failure(
+    db: &D1Database,
+    buckets: &[&str],
+    now: i64,
+) -> Result<(), SyncError> {
+    let statements = buckets
+        .iter()
+        .map(|b| {
+            stmt(
+                db,
+                "INSERT INTO auth_failures (bucket, window_start, count) VALUES (?1, ?2, 1) \
+                 ON CONFLICT(bucket) DO UPDATE SET \
+                   count = CASE WHEN ?2 - window_start >= ?3 THEN 1 ELSE count + 1 END, \
+                   window_start = CASE WHEN ?2 - window_start >= ?3 THEN ?2 ELSE window_start END",
+                &[text(b), int(now), int(WINDOW_MS)],
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    db.batch(statements)
+        .await
+        .map_err(db_err("record failure"))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sync data
+
+#[derive(Deserialize)]
+struct StateRow {
+    cursor: f64,
+    hist_seq: f64,
+}
+
+#[derive(Deserialize)]
+struct MetaRow {
+    key: String,
+    version: f64,
+    deleted: f64,
+    updated_at: f64,
+    hash: String,
+    hist_id: f64,
+}
+
+#[derive(Deserialize)]
+struct RequestRow {
+    request_id: String,
+    response: String,
+}
+
+/// How long a requestId is remembered for idempotent retries.
+pub const REQUEST_ID_TTL_MS: i64 = 7 * 86_400_000;
+
+/// Everything the hub needs in memory: counters, key metadata, recent answers.
+pub async fn load_state(db: &D1Database, user_id: &str, now: i64) -> Result<UserState, SyncError> {
+    let uid = text(user_id);
+    let results = db
+        .batch(vec![
+            stmt(
+                db,
+                "INSERT INTO sync_state (user_id, cursor, hist_seq) VALUES (?, 0, 0) ON CONFLICT DO NOTHING",
+                std::slice::from_ref(&uid),
+            )?,
+            stmt(db, "SELECT cursor, hist_seq FROM sync_state WHERE user_id = ?", std::slice::from_ref(&uid))?,
+            stmt(
+                db,
+                "SELECT key, version, deleted, updated_at, hash, hist_id FROM sync_data WHERE user_id = ?",
+                std::slice::from_ref(&uid),
+            )?,
+            stmt(
+                db,
+                "SELECT request_id, response FROM sync_requests WHERE user_id = ? AND created_at > ?",
+                &[uid, int(now - REQUEST_ID_TTL_MS)],
+            )?,
+        ])
+        .await
+        .map_err(db_err("load state"))?;
+    let [_, state, metas, requests] = results.as_slice() else {
+        return Err(SyncError::Internal("load state: wrong result count".into()));
+    };
+    let state = rows::<StateRow>(state)?
+        .pop()
+        .ok_or_else(|| SyncError::Internal("load state: no sync_state row".into()))?;
+    Ok(UserState {
+        cursor: state.cursor as u64,
+        hist_seq: state.hist_seq as u64,
+        keys: rows::<MetaRow>(metas)?
+            .into_iter()
+            .map(|m| {
+                (
+                    m.key,
+                    KeyMeta {
+                        version: m.version as u64,
+                        deleted: m.deleted != 0.0,
+                        updated_at: m.updated_at as i64,
+                        hash: m.hash,
+                        hist_id: m.hist_id as u64,
+                    },
+                )
+            })
+            .collect(),
+        requests: rows::<RequestRow>(requests)?
+            .into_iter()
+            .map(|r| (r.request_id, r.response))
+            .collect(),
+    })
+}
+
+/// Builds `INSERT ... VALUES (...), (...)` statements for `rows`, packed to
+/// D1's limits. Each row is its parameters plus its size in bytes.
+fn multi_insert(
+    db: &D1Database,
+    head: &str,
+    tail: &str,
+    cols: usize,
+    rows: Vec<(Vec<JsValue>, usize)>,
+    out: &mut Vec<D1PreparedStatement>,
+) -> Result<(), SyncError> {
+    let sizes: Vec<usize> = rows.iter().map(|r| r.1).collect();
+    let mut rows = rows.into_iter();
+    for range in pack_rows(&sizes, cols) {
+        let n = range.len();
+        let params: Vec<JsValue> = rows.by_ref().take(n).flat_map(|r| r.0).collect();
+        let sql = format!("{head} VALUES {} {tail}", values_placeholders(n, cols));
+        out.push(stmt(db, &sql, &params)?);
+    }
+    Ok(())
+}
+
+/// Persists a plan in one D1 transaction. The first statement fails (NOT
+/// NULL) unless the counters are still what the plan started from, so a
+/// stale hub can never overwrite newer data.
+pub async fn commit(
+    db: &D1Database,
+    user_id: &str,
+    plan: &Plan,
+    now: i64,
+) -> Result<(), SyncError> {
+    let uid = text(user_id);
+    let mut statements = vec![stmt(
+        db,
+        "UPDATE sync_state SET \
+           cursor = CASE WHEN cursor = ? AND hist_seq = ? THEN ? ELSE NULL END, hist_seq = ? \
+         WHERE user_id = ?",
+        &[
+            uint(plan.prev_cursor),
+            uint(plan.prev_hist_seq),
+            uint(plan.state.cursor),
+            uint(plan.state.hist_seq),
+            uid.clone(),
+        ],
+    )?];
+
+    let mut history = Vec::with_capacity(plan.history.len());
+    let mut chunks = Vec::new();
+    for h in &plan.history {
+        let value = h.value.as_deref();
+        let parts = value
+            .map(|v| split_chunks(v, CHUNK_BYTES))
+            .unwrap_or_default();
+        let first = parts.first().copied();
+        for (idx, part) in parts.iter().enumerate().skip(1) {
+            chunks.push((
+                vec![uid.clone(), uint(h.hist_id), num(idx as u32), text(part)],
+                part.len(),
+            ));
+        }
+        history.push((
+            vec![
+                uid.clone(),
+                uint(h.hist_id),
+                text(&h.key),
+                h.version.map_or(JsValue::NULL, uint),
+                num(u8::from(value.is_none())),
+                int(h.updated_at),
+                text(&h.device_id),
+                uint(value.map_or(0, str::len) as u64),
+                uint(parts.len().max(1) as u64),
+                text(&h.hash),
+                first.map_or(JsValue::NULL, text),
+                int(now),
+            ],
+            first.map_or(0, str::len),
+        ));
+    }
+    multi_insert(
+        db,
+        "INSERT INTO sync_history (user_id, id, key, version, deleted, updated_at, device_id, size, chunks, hash, data, created_at)",
+        "",
+        12,
+        history,
+        &mut statements,
+    )?;
+    multi_insert(
+        db,
+        "INSERT INTO sync_chunks (user_id, hist_id, idx, data)",
+        "",
+        4,
+        chunks,
+        &mut statements,
+    )?;
+    let current = plan
+        .current
+        .iter()
+        .map(|c| {
+            (
+                vec![
+                    uid.clone(),
+                    text(&c.key),
+                    uint(c.meta.version),
+                    uint(c.meta.hist_id),
+                    num(u8::from(c.meta.deleted)),
+                    int(c.meta.updated_at),
+                    text(&c.device_id),
+                    text(&c.meta.hash),
+                ],
+                0,
+            )
+        })
+        .collect();
+    multi_insert(
+        db,
+        "INSERT INTO sync_data (user_id, key, version, hist_id, deleted, updated_at, device_id, hash)",
+        "ON CONFLICT (user_id, key) DO UPDATE SET version = excluded.version, hist_id = excluded.hist_id, \
+         deleted = excluded.deleted, updated_at = excluded.updated_at, device_id = excluded.device_id, \
+         hash = excluded.hash",
+        8,
+        current,
+        &mut statements,
+    )?;
+    let requests = plan
+        .requests
+        .iter()
+        .map(|(rid, answer)| {
+            (
+                vec![uid.clone(), text(rid), text(answer), int(now)],
+                answer.len(),
+            )
+        })
+        .collect();
+    multi_insert(
+        db,
+        "INSERT INTO sync_requests (user_id, request_id, response, created_at)",
+        "ON CONFLICT (user_id, request_id) DO NOTHING",
+        4,
+        requests,
+        &mut statements,
+    )?;
+
+    db.batch(statements).await.map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("NOT NULL") && msg.contains("sync_state") {
+            SyncError::Unavailable
+        } else {
+            SyncError::Internal(format!("commit: {msg}"))
+        }
+    })?;
+    Ok(())
+}
+
+/// One key's current state as sent to clients.
+pub struct Current {
+    pub key: String,
+    pub version: u64,
+    pub value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CurrentRow {
+    key: String,
+    version: f64,
+    deleted: f64,
+    hist_id: f64,
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChunkRow {
+    hist_id: f64,
+    data: String,
+}
+
+/// The cursor and every key changed after `since`, read in one transaction
+/// so the cursor matches the data exactly.
+pub async fn changes_since(
+    db: &D1Database,
+    user_id: &str,
+    since: u64,
+) -> Result<(u64, Vec<Current>), SyncError> {
+    let uid = text(user_id);
+    let results = db
+        .batch(vec![
+            stmt(
+                db,
+                "SELECT cursor, hist_seq FROM sync_state WHERE user_id = ?",
+                std::slice::from_ref(&uid),
+            )?,
+            stmt(
+                db,
+                "SELECT d.key, d.version, d.deleted, d.hist_id, h.data FROM sync_data d \
+                 JOIN sync_history h ON h.user_id = d.user_id AND h.id = d.hist_id \
+                 WHERE d.user_id = ? AND d.version > ? ORDER BY d.version",
+                &[uid.clone(), uint(since)],
+            )?,
+            stmt(
+                db,
+                "SELECT c.hist_id, c.data FROM sync_chunks c \
+                 JOIN sync_data d ON d.user_id = c.user_id AND d.hist_id = c.hist_id \
+                 WHERE d.user_id = ? AND d.version > ? ORDER BY c.hist_id, c.idx",
+                &[uid, uint(since)],
+            )?,
+        ])
+        .await
+        .map_err(db_err("changes"))?;
+    let [state, current, chunks] = results.as_slice() else {
+        return Err(SyncError::Internal("changes: wrong result count".into()));
+    };
+    let cursor = rows::<StateRow>(state)?
+        .pop()
+        .map_or(0, |s| s.cursor as u64);
+    let mut extra: HashMap<u64, Vec<String>> = HashMap::new();
+    for c in rows::<ChunkRow>(chunks)? {
+        extra.entry(c.hist_id as u64).or_default().push(c.data);
+    }
+    let changes = rows::<CurrentRow>(current)?
+        .into_iter()
+        .map(|r| {
+            let value = (r.deleted == 0.0).then(|| {
+                let mut v = r.data.unwrap_or_default();
+                if let Some(rest) = extra.remove(&(r.hist_id as u64)) {
+                    v.extend(rest);
+                }
+                v
+            });
+            Current {
+                key: r.key,
+                version: r.version as u64,
+                value,
+            }
+        })
+        .collect();
+    Ok((cursor, changes))
+}

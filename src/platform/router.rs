@@ -1,0 +1,248 @@
+//! The Worker's entry point: CORS, routing, authentication, the auth
+//! endpoints, and forwarding of every sync request to the user's UserHub.
+
+use super::config::Config;
+use super::d1::{self, NewDevice};
+use super::{crypto, http, now_ms};
+use crate::auth::{self, decoy_record, PasswordRecord};
+use crate::error::SyncError;
+use crate::model::{self, Email, Password, MAX_BODY_BYTES};
+use crate::protocol::{parse_json, AuthRequest, AuthResponse, OkResponse};
+use crate::ratelimit::Window;
+use crate::route::{route, Route};
+use worker::{event, Context, D1Database, Env, Headers, Request, RequestInit, Response};
+
+/// Auth bodies are tiny; anything bigger is not a person signing in.
+const AUTH_BODY_LIMIT: usize = 16 * 1024;
+/// Writing `last_seen_at` on every request would spend D1's write budget.
+const TOUCH_INTERVAL_MS: i64 = 3_600_000;
+
+/// Identity headers the Worker sets on requests to the Durable Object. A
+/// client never reaches the object directly, and the forwarded request is
+/// built from scratch, so a client-sent copy of these never gets through.
+pub const USER_HEADER: &str = "x-sync-user-id";
+pub const DEVICE_HEADER: &str = "x-sync-device-id";
+
+pub struct Identity {
+    pub user_id: String,
+    pub device_id: String,
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let config = Config::from_env(&env);
+    let origin = req.headers().get("origin").ok().flatten();
+    if req.inner().method().eq_ignore_ascii_case("OPTIONS") {
+        return Ok(http::preflight(origin.as_deref(), &config));
+    }
+    let resp = http::from_result(handle(&mut req, &env, &config).await);
+    Ok(http::with_cors(resp, origin.as_deref(), &config))
+}
+
+fn internal<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> SyncError {
+    move |e| SyncError::Internal(format!("{what}: {e}"))
+}
+
+async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Response, SyncError> {
+    let url = req.url().map_err(internal("url"))?;
+    let method = req.inner().method();
+    let route = route(&method, url.path(), url.query())?;
+    let db = env.d1("DB").map_err(internal("D1 binding"))?;
+    match route {
+        Route::Register => register(req, &db, config).await,
+        Route::Login => login(req, &db, config).await,
+        Route::Logout => {
+            let id = authenticate(req, &db, config).await?;
+            d1::revoke_device(&db, &id.device_id, now_ms()).await?;
+            Ok(http::json(200, &OkResponse { success: true }))
+        }
+        _ => {
+            let id = authenticate(req, &db, config).await?;
+            forward(req, env, &id, &method).await
+        }
+    }
+}
+
+fn bearer(req: &Request) -> Option<String> {
+    let header = req.headers().get("authorization").ok().flatten()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// Resolves a bearer token to its live device, sliding the expiry on use.
+async fn authenticate(
+    req: &Request,
+    db: &D1Database,
+    config: &Config,
+) -> Result<Identity, SyncError> {
+    let token = bearer(req).ok_or(SyncError::Unauthorized)?;
+    if !auth::token_looks_valid(&token) {
+        return Err(SyncError::Unauthorized);
+    }
+    let hash = auth::token_hash(&token);
+    let device = d1::device_by_token_hash(db, &hash)
+        .await?
+        .ok_or(SyncError::Unauthorized)?;
+    let now = now_ms();
+    if !auth::constant_time_eq(device.token_hash.as_bytes(), hash.as_bytes())
+        || device.expires_at as i64 <= now
+    {
+        return Err(SyncError::Unauthorized);
+    }
+    if now - device.last_seen_at as i64 >= TOUCH_INTERVAL_MS {
+        d1::touch_device(db, &device.id, now, now + config.token_idle_ms).await?;
+    }
+    Ok(Identity {
+        user_id: device.user_id,
+        device_id: device.id,
+    })
+}
+
+async fn new_device_token(
+    db: &D1Database,
+    config: &Config,
+    user_id: &str,
+    name: Option<&str>,
+    create_user: Option<(&Email, &PasswordRecord)>,
+) -> Result<AuthResponse, SyncError> {
+    let token = crypto::new_token()?;
+    let token_hash = auth::token_hash(&token);
+    let device_id = crypto::new_id();
+    let name = model::device_name(name);
+    let now = now_ms();
+    let device = NewDevice {
+        id: &device_id,
+        user_id,
+        name: &name,
+        token_hash: &token_hash,
+        now,
+        expires_at: now + config.token_idle_ms,
+    };
+    match create_user {
+        Some((email, record)) => {
+            d1::create_user(db, email.as_str(), &record.encode(), &device).await?
+        }
+        None => d1::create_device(db, &device).await?,
+    }
+    Ok(AuthResponse {
+        success: true,
+        token,
+        user_id: user_id.to_string(),
+        device_id,
+    })
+}
+
+async fn register(
+    req: &mut Request,
+    db: &D1Database,
+    config: &Config,
+) -> Result<Response, SyncError> {
+    let body = http::read_body(req, AUTH_BODY_LIMIT).await?;
+    let r: AuthRequest = parse_json(&body)?;
+    let email = Email::parse(&r.email)?;
+    let password = Password::parse(&r.password)?;
+    let record = crypto::hash_password(password.as_bytes()).await?;
+    let user_id = crypto::new_id();
+    let answer = new_device_token(
+        db,
+        config,
+        &user_id,
+        r.device_name.as_deref(),
+        Some((&email, &record)),
+    )
+    .await?;
+    Ok(http::json(201, &answer))
+}
+
+async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Response, SyncError> {
+    let body = http::read_body(req, AUTH_BODY_LIMIT).await?;
+    let r: AuthRequest = parse_json(&body)?;
+    let email = Email::parse(&r.email)?;
+    if r.password.len() > model::MAX_PASSWORD_BYTES {
+        return Err(SyncError::InvalidCredentials);
+    }
+    let ip = req
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into());
+    let buckets = [format!("email:{}", email.as_str()), format!("ip:{ip}")];
+    let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
+    let limits = [
+        config.login_failures_per_email,
+        config.login_failures_per_ip,
+    ];
+    let now = now_ms();
+    let windows = d1::login_failures(db, &buckets).await?;
+    let retry = buckets
+        .iter()
+        .zip(limits)
+        .filter_map(|(b, limit)| Window::check(windows.get(*b).copied(), limit, now).err())
+        .max();
+    if let Some(retry_after_secs) = retry {
+        return Err(SyncError::RateLimited { retry_after_secs });
+    }
+
+    let user = d1::user_by_email(db, email.as_str()).await?;
+    let record = user
+        .as_ref()
+        .and_then(|u| PasswordRecord::decode(&u.password));
+    // Unknown emails cost the same hashing time as wrong passwords.
+    let matches = crypto::verify_password(
+        record.as_ref().unwrap_or(&decoy_record()),
+        r.password.as_bytes(),
+    )
+    .await?;
+    let user = match (user, record.is_some() && matches) {
+        (Some(user), true) => user,
+        _ => {
+            d1::record_login_failure(db, &buckets, now).await?;
+            return Err(SyncError::InvalidCredentials);
+        }
+    };
+    let answer = new_device_token(db, config, &user.id, r.device_name.as_deref(), None).await?;
+    Ok(http::json(200, &answer))
+}
+
+/// Hands the request to the user's Durable Object with the verified identity.
+async fn forward(
+    req: &mut Request,
+    env: &Env,
+    id: &Identity,
+    method: &str,
+) -> Result<Response, SyncError> {
+    let body = http::read_body(req, MAX_BODY_BYTES).await?;
+    let url = req.url().map_err(internal("url"))?;
+    let headers = Headers::new();
+    headers
+        .set(USER_HEADER, &id.user_id)
+        .map_err(internal("header"))?;
+    headers
+        .set(DEVICE_HEADER, &id.device_id)
+        .map_err(internal("header"))?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::from(method.to_string()))
+        .with_headers(headers);
+    if !body.is_empty() {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let target = format!(
+        "https://user-hub{}{}",
+        url.path(),
+        url.query().map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let inner = Request::new_with_init(&target, &init).map_err(internal("request"))?;
+    let namespace = env
+        .durable_object("USER_HUB")
+        .map_err(internal("durable object"))?;
+    let stub = namespace
+        .id_from_name(&id.user_id)
+        .and_then(|oid| oid.get_stub())
+        .map_err(internal("durable object"))?;
+    stub.fetch_with_request(inner)
+        .await
+        .map_err(internal("durable object fetch"))
+}
