@@ -29,6 +29,14 @@ pub enum SyncError {
     PayloadTooLarge { limit: usize },
     #[error("value of key {key:?} exceeds {limit} bytes")]
     ValueTooLarge { key: String, limit: usize },
+    #[error("WebSocket frames are limited to {limit} bytes: send larger values with REST PUT /api/sync/:key")]
+    FrameTooLarge { limit: usize },
+    #[error("binary frames are not supported: send JSON text frames")]
+    BinaryFrame,
+    #[error("GET /api/ws must be a WebSocket upgrade")]
+    UpgradeRequired,
+    #[error("origin is not allowed")]
+    OriginNotAllowed,
     #[error("too many requests, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("storage is unavailable, retry later")]
@@ -45,12 +53,17 @@ impl SyncError {
             | Self::InvalidRequest(_)
             | Self::InvalidKey(_)
             | Self::InvalidEmail
-            | Self::WeakPassword { .. } => 400,
+            | Self::WeakPassword { .. }
+            | Self::BinaryFrame => 400,
+            Self::OriginNotAllowed => 403,
+            Self::UpgradeRequired => 426,
             Self::Unauthorized | Self::InvalidCredentials => 401,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::EmailTaken => 409,
-            Self::PayloadTooLarge { .. } | Self::ValueTooLarge { .. } => 413,
+            Self::PayloadTooLarge { .. }
+            | Self::ValueTooLarge { .. }
+            | Self::FrameTooLarge { .. } => 413,
             Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
             Self::Unavailable => 503,
@@ -71,6 +84,10 @@ impl SyncError {
             Self::EmailTaken => "email_taken",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::ValueTooLarge { .. } => "value_too_large",
+            Self::FrameTooLarge { .. } => "frame_too_large",
+            Self::BinaryFrame => "binary_frame",
+            Self::UpgradeRequired => "upgrade_required",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",

@@ -4,7 +4,7 @@
 
 use crate::auth::sha256_hex;
 use crate::merge::{self, Decision, Side};
-use crate::protocol::{BatchResponse, Conflict, Resolution, Winner, Write, WriteResponse};
+use crate::protocol::{BatchResponse, Change, Conflict, Resolution, Winner, Write, WriteResponse};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the hub remembers of a key's current value (never the value itself).
@@ -46,6 +46,8 @@ pub struct Op {
 /// A value to keep: the new current value of a key, or a conflict's loser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
+    /// Index of the op in its group that wrote this row.
+    pub op: usize,
     pub hist_id: u64,
     pub key: String,
     /// The version it holds as current; `None` for a loser never current.
@@ -92,6 +94,28 @@ impl Plan {
     pub fn writes_anything(&self) -> bool {
         !self.history.is_empty() || !self.requests.is_empty()
     }
+
+    /// Every accepted change in version order, with the op that made it, for
+    /// broadcast once the plan is committed. Two writes to one key in a
+    /// group are both sent, so devices see every version without gaps.
+    pub fn changes(&self) -> Vec<(usize, Change)> {
+        self.history
+            .iter()
+            .filter_map(|h| {
+                Some((
+                    h.op,
+                    Change {
+                        key: h.key.clone(),
+                        value: h.value.clone(),
+                        version: h.version?,
+                        deleted: h.value.is_none(),
+                        updated_at: h.updated_at,
+                        device_id: h.device_id.clone(),
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 pub fn value_hash(value: Option<&str>) -> String {
@@ -122,7 +146,7 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
         ..Plan::default()
     };
     let mut fresh: HashMap<String, String> = HashMap::new();
-    for op in ops {
+    for (index, op) in ops.into_iter().enumerate() {
         if let Some(rid) = &op.request_id {
             if let Some(answer) = state.requests.get(rid).or_else(|| fresh.get(rid)) {
                 p.replies.push(answer.clone());
@@ -132,7 +156,7 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
         let results: Vec<KeyResult> = op
             .writes
             .into_iter()
-            .map(|w| apply_write(&mut p, w, &op.device_id, now_ms))
+            .map(|w| apply_write(&mut p, index, w, &op.device_id, now_ms))
             .collect();
         let answer = answer_json(op.shape, results, p.state.cursor);
         if let Some(rid) = op.request_id {
@@ -144,7 +168,7 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
     p
 }
 
-fn apply_write(p: &mut Plan, w: Write, device_id: &str, now_ms: i64) -> KeyResult {
+fn apply_write(p: &mut Plan, op: usize, w: Write, device_id: &str, now_ms: i64) -> KeyResult {
     let key = w.key.as_str().to_owned();
     let hash = value_hash(w.value.as_deref());
     let incoming_updated_at = merge::effective_updated_at(w.updated_at, now_ms);
@@ -185,6 +209,7 @@ fn apply_write(p: &mut Plan, w: Write, device_id: &str, now_ms: i64) -> KeyResul
             let conflict = conflict_with(Winner::Stored, stored_version);
             p.state.hist_seq += 1;
             p.history.push(HistoryRow {
+                op,
                 hist_id: p.state.hist_seq,
                 key: key.clone(),
                 version: None,
@@ -213,6 +238,7 @@ fn apply_write(p: &mut Plan, w: Write, device_id: &str, now_ms: i64) -> KeyResul
             };
             let conflict = conflict.then(|| conflict_with(Winner::Incoming, version));
             p.history.push(HistoryRow {
+                op,
                 hist_id: meta.hist_id,
                 key: key.clone(),
                 version: Some(version),
@@ -328,6 +354,37 @@ mod tests {
         assert_eq!(r.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(s.cursor, 3);
         assert!(r.iter().all(|r| r.conflict.is_none()));
+    }
+
+    #[test]
+    fn changes_for_broadcast_are_in_version_order() {
+        let s = UserState::default();
+        let del = Write {
+            key: Key::parse("a").unwrap(),
+            value: None,
+            base_version: Some(1),
+            updated_at: None,
+        };
+        let p = plan(
+            &s,
+            vec![
+                single(put("a", "1", None, None), None),
+                single(put("b", "1", None, None), None),
+                single(del, None),
+                // Loses against "b" = "1" (older, no base): not broadcast.
+                single(put("b", "0", Some(0), Some(-1)), None),
+            ],
+            100,
+        );
+        let c = p.changes();
+        assert_eq!(
+            c.iter()
+                .map(|(op, c)| (*op, c.key.as_str(), c.version, c.deleted))
+                .collect::<Vec<_>>(),
+            [(0, "a", 1, false), (1, "b", 2, false), (2, "a", 3, true)]
+        );
+        assert_eq!(c[0].1.value.as_deref(), Some("1"));
+        assert_eq!(c[2].1.value, None);
     }
 
     #[test]

@@ -224,6 +224,215 @@ pub struct SnapshotResponse {
     pub last_sync: String,
 }
 
+// ------------------------------------------------------------ WebSocket
+
+/// The subprotocol a client must offer (with `bearer.<token>`), and the one
+/// the server answers with.
+pub const WS_PROTOCOL: &str = "alternassist-sync.v1";
+pub const WS_BEARER_PREFIX: &str = "bearer.";
+/// Largest text frame the hub reads; bigger values go over REST.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Frames a client sends, tagged by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ClientMessage {
+    Hello {
+        #[serde(default)]
+        since: u64,
+    },
+    Put {
+        key: String,
+        value: String,
+        #[serde(default)]
+        base_version: Option<u64>,
+        #[serde(default)]
+        updated_at: Option<i64>,
+        request_id: String,
+    },
+    Delete {
+        key: String,
+        #[serde(default)]
+        base_version: Option<u64>,
+        #[serde(default)]
+        updated_at: Option<i64>,
+        request_id: String,
+    },
+    Ping,
+}
+
+/// One key's new state, as sent to devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub key: String,
+    pub value: Option<String>,
+    pub version: u64,
+    pub deleted: bool,
+    pub updated_at: i64,
+    pub device_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceDevice {
+    pub device_id: String,
+    pub name: String,
+}
+
+/// Frames the server sends, tagged by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ServerMessage {
+    /// The answer to `hello`: everything after `since`, oldest first.
+    Changes {
+        changes: Vec<Change>,
+        cursor: u64,
+    },
+    /// The answer to the sender's `put` or `delete`.
+    Ack {
+        request_id: String,
+        key: String,
+        version: u64,
+        conflict: Option<Conflict>,
+    },
+    /// Another device's (or a REST) write, to every other socket.
+    Change(Change),
+    Presence {
+        devices: Vec<PresenceDevice>,
+    },
+    Error {
+        request_id: Option<String>,
+        code: String,
+        message: String,
+    },
+    Pong,
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        // Plain strings, integers and options: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The heartbeat frame the runtime answers by itself (exact text match).
+    pub fn ping_json() -> String {
+        r#"{"type":"ping"}"#.to_string()
+    }
+
+    pub fn error(request_id: Option<String>, e: &SyncError) -> Self {
+        Self::Error {
+            request_id,
+            code: e.code().to_string(),
+            message: e.public_message(),
+        }
+    }
+}
+
+/// What a text frame asks for, validated; or the error frame to answer with.
+#[derive(Debug)]
+pub enum Incoming {
+    Hello { since: u64 },
+    Write { write: Write, request_id: String },
+    Ping,
+}
+
+/// Parses and validates one text frame. Errors carry the frame's
+/// `requestId` when it had one, so the client can match them.
+pub fn parse_frame(text: &str) -> Result<Incoming, (Option<String>, SyncError)> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err((
+            None,
+            SyncError::FrameTooLarge {
+                limit: MAX_FRAME_BYTES,
+            },
+        ));
+    }
+    let raw: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (None, SyncError::InvalidJson(e.to_string())))?;
+    let request_id = raw
+        .get("requestId")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let fail = |e: SyncError| (request_id.clone(), e);
+    let kind = raw.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    if !matches!(kind, "hello" | "put" | "delete" | "ping") {
+        return Err(fail(SyncError::InvalidRequest(format!(
+            "unknown message type {kind:?}: expected hello, put, delete or ping"
+        ))));
+    }
+    let msg: ClientMessage =
+        serde_json::from_value(raw).map_err(|e| fail(SyncError::InvalidRequest(e.to_string())))?;
+    let (key, value, base_version, updated_at, request_id) = match msg {
+        ClientMessage::Hello { since } => return Ok(Incoming::Hello { since }),
+        ClientMessage::Ping => return Ok(Incoming::Ping),
+        ClientMessage::Put {
+            key,
+            value,
+            base_version,
+            updated_at,
+            request_id,
+        } => (key, Some(value), base_version, updated_at, request_id),
+        ClientMessage::Delete {
+            key,
+            base_version,
+            updated_at,
+            request_id,
+        } => (key, None, base_version, updated_at, request_id),
+    };
+    let key = Key::parse(&key).map_err(fail)?;
+    let options = WriteOptions {
+        base_version,
+        updated_at,
+        request_id: Some(request_id),
+    };
+    let (write, request_id) = options.into_write(key, value).map_err(fail)?;
+    Ok(Incoming::Write {
+        write,
+        request_id: request_id.unwrap_or_default(),
+    })
+}
+
+/// Turns the stored answer to a single-key write into the sender's `ack`.
+pub fn ack_from_answer(request_id: &str, answer: &str) -> ServerMessage {
+    match serde_json::from_str::<WriteResponse>(answer) {
+        Ok(r) => ServerMessage::Ack {
+            request_id: request_id.to_owned(),
+            key: r.key,
+            version: r.version,
+            conflict: r.conflict,
+        },
+        // The requestId was first used for a REST batch: say so.
+        Err(_) => ServerMessage::error(
+            Some(request_id.to_owned()),
+            &SyncError::InvalidRequest("requestId was already used for another request".into()),
+        ),
+    }
+}
+
+/// Picks `bearer.<token>` out of a `Sec-WebSocket-Protocol` header, and
+/// whether our protocol was offered at all.
+pub fn ws_offer(header: &str) -> (bool, Option<&str>) {
+    let mut ours = false;
+    let mut token = None;
+    for p in header.split(',').map(str::trim) {
+        if p == WS_PROTOCOL {
+            ours = true;
+        } else if let Some(t) = p.strip_prefix(WS_BEARER_PREFIX) {
+            token = Some(t);
+        }
+    }
+    (ours, token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +474,98 @@ mod tests {
         assert_eq!(bad_key.into_writes().unwrap_err().code(), "invalid_key");
         let neg: BatchRequest = parse_json(br#"{"data":{"a":"1"},"updatedAt":{"a":-5}}"#).unwrap();
         assert_eq!(neg.into_writes().unwrap_err().code(), "invalid_request");
+    }
+
+    #[test]
+    fn frames() {
+        assert!(matches!(
+            parse_frame(r#"{"type":"hello","since":4}"#),
+            Ok(Incoming::Hello { since: 4 })
+        ));
+        assert!(matches!(
+            parse_frame(r#"{"type":"hello"}"#),
+            Ok(Incoming::Hello { since: 0 })
+        ));
+        assert!(matches!(
+            parse_frame(r#"{"type":"ping"}"#),
+            Ok(Incoming::Ping)
+        ));
+        match parse_frame(r#"{"type":"put","key":"k","value":"v","baseVersion":2,"requestId":"r"}"#)
+        {
+            Ok(Incoming::Write { write, request_id }) => {
+                assert_eq!(request_id, "r");
+                assert_eq!(write.value.as_deref(), Some("v"));
+                assert_eq!(write.base_version, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_frame(r#"{"type":"delete","key":"k","requestId":"r"}"#) {
+            Ok(Incoming::Write { write, .. }) => assert_eq!(write.value, None),
+            other => panic!("{other:?}"),
+        }
+        let code = |f: &str| parse_frame(f).unwrap_err().1.code();
+        assert_eq!(code("{nope"), "invalid_json");
+        assert_eq!(code(r#"{"type":"dance"}"#), "invalid_request");
+        assert_eq!(code(r#"[1,2]"#), "invalid_request");
+        assert_eq!(
+            code(r#"{"type":"put","key":"k","requestId":"r"}"#),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(r#"{"type":"put","key":"k","value":"v"}"#),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(r#"{"type":"put","key":"","value":"v","requestId":"r"}"#),
+            "invalid_key"
+        );
+        let (rid, _) =
+            parse_frame(r#"{"type":"put","key":"","value":"v","requestId":"r9"}"#).unwrap_err();
+        assert_eq!(rid.as_deref(), Some("r9"));
+        let big = format!(
+            r#"{{"type":"put","key":"k","value":"{}","requestId":"r"}}"#,
+            "x".repeat(MAX_FRAME_BYTES)
+        );
+        assert_eq!(code(&big), "frame_too_large");
+    }
+
+    #[test]
+    fn server_messages_wire_shape() {
+        let m = ServerMessage::Change(Change {
+            key: "k".into(),
+            value: None,
+            version: 3,
+            deleted: true,
+            updated_at: 5,
+            device_id: "d".into(),
+        });
+        assert_eq!(
+            m.to_json(),
+            r#"{"type":"change","key":"k","value":null,"version":3,"deleted":true,"updatedAt":5,"deviceId":"d"}"#
+        );
+        assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
+        let ack = ack_from_answer(
+            "r1",
+            r#"{"success":true,"key":"k","version":7,"conflict":null}"#,
+        );
+        assert_eq!(
+            ack.to_json(),
+            r#"{"type":"ack","requestId":"r1","key":"k","version":7,"conflict":null}"#
+        );
+        let e = ServerMessage::error(Some("r".into()), &SyncError::InvalidKey("bad".into()));
+        assert_eq!(
+            e.to_json(),
+            r#"{"type":"error","requestId":"r","code":"invalid_key","message":"bad"}"#
+        );
+    }
+
+    #[test]
+    fn subprotocol_offer() {
+        let (ours, token) = ws_offer("alternassist-sync.v1, bearer.abc_DEF-1");
+        assert!(ours);
+        assert_eq!(token, Some("abc_DEF-1"));
+        assert_eq!(ws_offer("bearer.x"), (false, Some("x")));
+        assert_eq!(ws_offer("alternassist-sync.v1"), (true, None));
     }
 
     #[test]

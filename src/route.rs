@@ -19,6 +19,8 @@ pub enum Route {
     Batch,
     Put(Key),
     Delete(Key),
+    /// `GET /api/ws`: the live WebSocket.
+    Socket,
 }
 
 impl Route {
@@ -47,6 +49,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
         ["api", "auth", "register"] => allow(&["POST"], Route::Register),
         ["api", "auth", "login"] => allow(&["POST"], Route::Login),
         ["api", "auth", "logout"] => allow(&["POST"], Route::Logout),
+        ["api", "ws"] => allow(&["GET"], Route::Socket),
         ["api", "sync"] => match method.as_str() {
             "GET" => Ok(Route::Snapshot {
                 since: parse_since(query)?,
@@ -110,6 +113,7 @@ mod tests {
             Ok(Route::Snapshot { since: 0 })
         );
         assert_eq!(route("POST", "/api/sync", None), Ok(Route::Batch));
+        assert_eq!(route("GET", "/api/ws", None), Ok(Route::Socket));
         assert_eq!(
             route("PUT", "/api/sync/kanban-projects", None),
             Ok(Route::Put(key("kanban-projects")))

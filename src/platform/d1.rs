@@ -3,6 +3,7 @@
 use crate::error::SyncError;
 use crate::hub::{KeyMeta, Plan, UserState};
 use crate::model::{split_chunks, CHUNK_BYTES};
+use crate::protocol::Change;
 use crate::ratelimit::{Window, WINDOW_MS};
 use crate::sqlgen::{pack_rows, values_placeholders};
 use serde::Deserialize;
@@ -45,6 +46,7 @@ fn rows<T: for<'de> Deserialize<'de>>(r: &D1Result) -> Result<Vec<T>, SyncError>
 pub struct DeviceRow {
     pub id: String,
     pub user_id: String,
+    pub name: String,
     pub token_hash: String,
     pub last_seen_at: f64,
     pub expires_at: f64,
@@ -56,7 +58,7 @@ pub async fn device_by_token_hash(
 ) -> Result<Option<DeviceRow>, SyncError> {
     stmt(
         db,
-        "SELECT id, user_id, token_hash, last_seen_at, expires_at FROM devices \
+        "SELECT id, user_id, name, token_hash, last_seen_at, expires_at FROM devices \
          WHERE token_hash = ? AND revoked_at IS NULL",
         &[text(hash)],
     )?
@@ -475,18 +477,13 @@ pub async fn commit(
     Ok(())
 }
 
-/// One key's current state as sent to clients.
-pub struct Current {
-    pub key: String,
-    pub version: u64,
-    pub value: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct CurrentRow {
     key: String,
     version: f64,
     deleted: f64,
+    updated_at: f64,
+    device_id: String,
     hist_id: f64,
     data: Option<String>,
 }
@@ -503,7 +500,7 @@ pub async fn changes_since(
     db: &D1Database,
     user_id: &str,
     since: u64,
-) -> Result<(u64, Vec<Current>), SyncError> {
+) -> Result<(u64, Vec<Change>), SyncError> {
     let uid = text(user_id);
     let results = db
         .batch(vec![
@@ -514,7 +511,7 @@ pub async fn changes_since(
             )?,
             stmt(
                 db,
-                "SELECT d.key, d.version, d.deleted, d.hist_id, h.data FROM sync_data d \
+                "SELECT d.key, d.version, d.deleted, d.updated_at, d.device_id, d.hist_id, h.data FROM sync_data d \
                  JOIN sync_history h ON h.user_id = d.user_id AND h.id = d.hist_id \
                  WHERE d.user_id = ? AND d.version > ? ORDER BY d.version",
                 &[uid.clone(), uint(since)],
@@ -549,10 +546,13 @@ pub async fn changes_since(
                 }
                 v
             });
-            Current {
+            Change {
                 key: r.key,
-                version: r.version as u64,
+                deleted: value.is_none(),
                 value,
+                version: r.version as u64,
+                updated_at: r.updated_at as i64,
+                device_id: r.device_id,
             }
         })
         .collect();

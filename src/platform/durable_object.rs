@@ -1,47 +1,87 @@
 //! UserHub: one Durable Object per user. It applies that user's writes one
 //! group at a time (D1 awaits let other events run, so ordering is enforced
-//! here, not by the input gate), acknowledges only after D1 committed, and
-//! serves reads.
+//! here, not by the input gate), acknowledges only after D1 committed, then
+//! broadcasts each change to the user's other live sockets. Sockets use the
+//! hibernation API, so idle devices cost nothing.
 
 use super::config::Config;
-use super::router::{DEVICE_HEADER, USER_HEADER};
+use super::router::{
+    DEVICE_HEADER, DEVICE_NAME_HEADER, INTERNAL_HEADER, INTERNAL_REVOKE, USER_HEADER,
+};
 use super::{d1, http, now_ms};
 use crate::error::SyncError;
 use crate::hub::{self, Op, Shape, UserState};
-use crate::protocol::{parse_json, BatchRequest, PutRequest, SnapshotResponse, WriteOptions};
+use crate::protocol::parse_json;
+use crate::protocol::{
+    ack_from_answer, parse_frame, BatchRequest, Change, Incoming, PresenceDevice, PutRequest,
+    ServerMessage, SnapshotResponse, WriteOptions, WS_PROTOCOL,
+};
 use crate::ratelimit::TokenBucket;
 use crate::route::{route, Route};
 use futures_channel::oneshot;
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use worker::{durable_object, D1Database, DurableObject, Env, Request, Response, State};
+use worker::{
+    durable_object, D1Database, DurableObject, Env, Headers, Request, Response, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
 
 /// Writes planned and committed together: bounded so one D1 batch stays
 /// well inside D1's statement and parameter limits.
 const MAX_GROUP_WRITES: usize = 128;
+/// Close code telling a client its token was revoked: do not reconnect with it.
+pub const CLOSE_REVOKED: u16 = 4001;
 
 type Reply = oneshot::Sender<Result<String, SyncError>>;
+
+/// Who a socket belongs to; survives hibernation as the socket's attachment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SocketInfo {
+    user_id: String,
+    device_id: String,
+    name: String,
+}
+
+struct Queued {
+    op: Op,
+    reply: Reply,
+    /// The socket that sent the write; it gets an ack instead of a change.
+    sender: Option<WebSocket>,
+}
 
 #[derive(Default)]
 struct Inner {
     user_id: Option<String>,
     /// Loaded lazily; dropped after a failed commit so it is reloaded from D1.
     hub: Option<UserState>,
-    queue: Vec<(Op, Reply)>,
+    queue: Vec<Queued>,
     committing: bool,
     bucket: Option<TokenBucket>,
 }
 
 #[durable_object]
 pub struct UserHub {
+    state: State,
     env: Env,
     config: Config,
     inner: RefCell<Inner>,
 }
 
 impl DurableObject for UserHub {
-    fn new(_state: State, env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
+        // Heartbeats are answered by the runtime without waking the object.
+        match worker::worker_sys::WebSocketRequestResponsePair::new(
+            &ServerMessage::ping_json(),
+            &ServerMessage::Pong.to_json(),
+        ) {
+            Ok(pair) => state.set_websocket_auto_response(&pair),
+            Err(e) => worker::console_error!("auto-response: {e:?}"),
+        }
         Self {
             config: Config::from_env(&env),
+            state,
             env,
             inner: RefCell::new(Inner::default()),
         }
@@ -49,6 +89,47 @@ impl DurableObject for UserHub {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         Ok(http::from_result(self.handle(&mut req).await))
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        let Some(info) = socket_info(&ws) else {
+            let _ = ws.close(Some(1011), Some("socket identity lost"));
+            return Ok(());
+        };
+        let reply = match message {
+            WebSocketIncomingMessage::Binary(_) => {
+                ServerMessage::error(None, &SyncError::BinaryFrame)
+            }
+            WebSocketIncomingMessage::String(text) => self.on_frame(&ws, &info, &text).await,
+        };
+        send(&ws, &reply.to_json());
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _clean: bool,
+    ) -> worker::Result<()> {
+        // 1005/1006 only describe a close; they may not be sent in one.
+        let code = match u16::try_from(code) {
+            Ok(c) if c == 1000 || (3000..5000).contains(&c) => c,
+            _ => 1000,
+        };
+        let _ = ws.close(Some(code), Some(reason));
+        self.broadcast_presence(|other, _| same_socket(other, &ws));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.broadcast_presence(|other, _| same_socket(other, &ws));
+        Ok(())
     }
 }
 
@@ -60,19 +141,40 @@ fn header(req: &Request, name: &str) -> Result<String, SyncError> {
         .ok_or_else(|| SyncError::Internal(format!("missing {name} from the Worker")))
 }
 
+fn socket_info(ws: &WebSocket) -> Option<SocketInfo> {
+    ws.deserialize_attachment().ok().flatten()
+}
+
+fn same_socket(a: &WebSocket, b: &WebSocket) -> bool {
+    let a: &wasm_bindgen::JsValue = a.as_ref();
+    let b: &wasm_bindgen::JsValue = b.as_ref();
+    a == b
+}
+
+/// A socket that is closing may refuse a send; it catches up on reconnect.
+fn send(ws: &WebSocket, json: &str) {
+    let _ = ws.send_with_str(json);
+}
+
 impl UserHub {
+    fn db(&self) -> Result<D1Database, SyncError> {
+        self.env
+            .d1("DB")
+            .map_err(|e| SyncError::Internal(format!("D1 binding: {e}")))
+    }
+
     async fn handle(&self, req: &mut Request) -> Result<Response, SyncError> {
         let user_id = header(req, USER_HEADER)?;
         let device_id = header(req, DEVICE_HEADER)?;
         self.check_user(&user_id)?;
+        if req.headers().get(INTERNAL_HEADER).ok().flatten().as_deref() == Some(INTERNAL_REVOKE) {
+            return Ok(self.close_device(&device_id));
+        }
         let url = req
             .url()
             .map_err(|e| SyncError::Internal(format!("url: {e}")))?;
         let route = route(&req.inner().method(), url.path(), url.query())?;
-        let db = self
-            .env
-            .d1("DB")
-            .map_err(|e| SyncError::Internal(format!("D1 binding: {e}")))?;
+        let db = self.db()?;
         let body = http::read_body(req, crate::model::MAX_BODY_BYTES).await?;
         let op = |shape, writes, request_id| Op {
             device_id: device_id.clone(),
@@ -82,6 +184,15 @@ impl UserHub {
         };
         let op = match route {
             Route::Snapshot { since } => return self.snapshot(&db, &user_id, since).await,
+            Route::Socket => {
+                let name = header(req, DEVICE_NAME_HEADER)?;
+                let name = percent_decode_str(&name).decode_utf8_lossy().into_owned();
+                return self.accept_socket(SocketInfo {
+                    user_id,
+                    device_id,
+                    name,
+                });
+            }
             Route::Put(key) => {
                 let p: PutRequest = parse_json(&body)?;
                 let (w, rid) = p.options.into_write(key, Some(p.value))?;
@@ -103,7 +214,7 @@ impl UserHub {
             }
             Route::Register | Route::Login | Route::Logout => return Err(SyncError::NotFound),
         };
-        let answer = self.submit(&db, &user_id, op).await?;
+        let answer = self.submit(&db, &user_id, op, None).await?;
         Ok(http::json_string(200, answer))
     }
 
@@ -149,11 +260,134 @@ impl UserHub {
         Ok(http::json(200, &resp))
     }
 
+    // ------------------------------------------------------------ sockets
+
+    fn accept_socket(&self, info: SocketInfo) -> Result<Response, SyncError> {
+        let fail = |e: worker::Error| SyncError::Internal(format!("websocket: {e}"));
+        let pair = WebSocketPair::new().map_err(fail)?;
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[info.device_id.as_str()]);
+        pair.server.serialize_attachment(&info).map_err(fail)?;
+        self.broadcast_presence(|_, _| false);
+        let headers = Headers::new();
+        headers
+            .set("sec-websocket-protocol", WS_PROTOCOL)
+            .map_err(fail)?;
+        Ok(Response::from_websocket(pair.client)
+            .map_err(fail)?
+            .with_headers(headers))
+    }
+
+    async fn on_frame(&self, ws: &WebSocket, info: &SocketInfo, text: &str) -> ServerMessage {
+        if let Err(e) = self.check_user(&info.user_id) {
+            return ServerMessage::error(None, &e);
+        }
+        let incoming = match parse_frame(text) {
+            Ok(i) => i,
+            Err((request_id, e)) => return ServerMessage::error(request_id, &e),
+        };
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return ServerMessage::error(None, &e),
+        };
+        match incoming {
+            Incoming::Ping => ServerMessage::Pong,
+            Incoming::Hello { since } => match self.catch_up(&db, &info.user_id, since).await {
+                Ok(m) => m,
+                Err(e) => ServerMessage::error(None, &e),
+            },
+            Incoming::Write { write, request_id } => {
+                let op = Op {
+                    device_id: info.device_id.clone(),
+                    request_id: Some(request_id.clone()),
+                    shape: Shape::Single,
+                    writes: vec![write],
+                };
+                match self.submit(&db, &info.user_id, op, Some(ws.clone())).await {
+                    Ok(answer) => ack_from_answer(&request_id, &answer),
+                    Err(e) => ServerMessage::error(Some(request_id), &e),
+                }
+            }
+        }
+    }
+
+    /// Everything after `since`. A cursor from the future (the server's data
+    /// was reset or restored) gets the whole state instead of nothing.
+    async fn catch_up(
+        &self,
+        db: &D1Database,
+        user_id: &str,
+        since: u64,
+    ) -> Result<ServerMessage, SyncError> {
+        let (cursor, mut changes) = d1::changes_since(db, user_id, since).await?;
+        if since > cursor {
+            changes = d1::changes_since(db, user_id, 0).await?.1;
+        }
+        Ok(ServerMessage::Changes { changes, cursor })
+    }
+
+    fn close_device(&self, device_id: &str) -> Response {
+        for ws in self.state.get_websockets_with_tag(device_id) {
+            let _ = ws.close(Some(CLOSE_REVOKED), Some("device signed out"));
+        }
+        self.broadcast_presence(|_, info| info.device_id == device_id);
+        http::json_string(200, "{\"success\":true}".into())
+    }
+
+    /// Sends the set of connected devices to every socket not `excluded`.
+    fn broadcast_presence(&self, excluded: impl Fn(&WebSocket, &SocketInfo) -> bool) {
+        let live: Vec<(WebSocket, SocketInfo)> = self
+            .state
+            .get_websockets()
+            .into_iter()
+            .filter_map(|ws| socket_info(&ws).map(|i| (ws, i)))
+            .filter(|(ws, i)| !excluded(ws, i))
+            .collect();
+        let mut devices: Vec<PresenceDevice> = live
+            .iter()
+            .map(|(_, i)| PresenceDevice {
+                device_id: i.device_id.clone(),
+                name: i.name.clone(),
+            })
+            .collect();
+        devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        devices.dedup_by(|a, b| a.device_id == b.device_id);
+        let json = ServerMessage::Presence { devices }.to_json();
+        for (ws, _) in &live {
+            send(ws, &json);
+        }
+    }
+
+    /// Sends committed changes to every socket but the one that made each.
+    fn broadcast(&self, changes: Vec<(usize, Change)>, senders: &[Option<WebSocket>]) {
+        if changes.is_empty() {
+            return;
+        }
+        let sockets = self.state.get_websockets();
+        for (op, change) in changes {
+            let sender = senders.get(op).and_then(Option::as_ref);
+            let json = ServerMessage::Change(change).to_json();
+            for ws in &sockets {
+                if !sender.is_some_and(|s| same_socket(s, ws)) {
+                    send(ws, &json);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------- writes
+
     /// Queues a write and waits for its answer. The first waiter with no
     /// commit in flight drives the queue until it is empty, so writes that
     /// arrive during a commit share the next D1 transaction.
-    async fn submit(&self, db: &D1Database, user_id: &str, op: Op) -> Result<String, SyncError> {
-        let (tx, rx) = oneshot::channel();
+    async fn submit(
+        &self,
+        db: &D1Database,
+        user_id: &str,
+        op: Op,
+        sender: Option<WebSocket>,
+    ) -> Result<String, SyncError> {
+        let (reply, answer) = oneshot::channel();
         let drive = {
             let mut inner = self.inner.borrow_mut();
             let now = now_ms();
@@ -165,19 +399,20 @@ impl UserHub {
                 })
                 .take(now)
                 .map_err(|retry_after_secs| SyncError::RateLimited { retry_after_secs })?;
-            inner.queue.push((op, tx));
+            inner.queue.push(Queued { op, reply, sender });
             !std::mem::replace(&mut inner.committing, true)
         };
         if drive {
             self.drain(db, user_id).await;
         }
-        rx.await
+        answer
+            .await
             .map_err(|_| SyncError::Internal("write was dropped".into()))?
     }
 
     async fn drain(&self, db: &D1Database, user_id: &str) {
         loop {
-            let group: Vec<(Op, Reply)> = {
+            let group: Vec<Queued> = {
                 let mut inner = self.inner.borrow_mut();
                 if inner.queue.is_empty() {
                     inner.committing = false;
@@ -187,17 +422,25 @@ impl UserHub {
                 let take = inner
                     .queue
                     .iter()
-                    .take_while(|(op, _)| {
-                        writes += op.writes.len();
+                    .take_while(|q| {
+                        writes += q.op.writes.len();
                         writes <= MAX_GROUP_WRITES
                     })
                     .count()
                     .max(1);
                 inner.queue.drain(..take).collect()
             };
-            let (ops, replies): (Vec<Op>, Vec<Reply>) = group.into_iter().unzip();
+            let mut ops = Vec::with_capacity(group.len());
+            let mut replies = Vec::with_capacity(group.len());
+            let mut senders = Vec::with_capacity(group.len());
+            for q in group {
+                ops.push(q.op);
+                replies.push(q.reply);
+                senders.push(q.sender);
+            }
             match self.commit_group(db, user_id, ops).await {
-                Ok(answers) => {
+                Ok((answers, changes)) => {
+                    self.broadcast(changes, &senders);
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(Ok(answer));
                     }
@@ -218,7 +461,7 @@ impl UserHub {
         db: &D1Database,
         user_id: &str,
         ops: Vec<Op>,
-    ) -> Result<Vec<String>, SyncError> {
+    ) -> Result<(Vec<String>, Vec<(usize, Change)>), SyncError> {
         if self.inner.borrow().hub.is_none() {
             let state = d1::load_state(db, user_id, now_ms()).await?;
             self.inner.borrow_mut().hub = Some(state);
@@ -235,12 +478,13 @@ impl UserHub {
         if plan.writes_anything() {
             d1::commit(db, user_id, &plan, now).await?;
         }
+        let changes = plan.changes();
         let mut inner = self.inner.borrow_mut();
         let state = inner
             .hub
             .as_mut()
             .ok_or_else(|| SyncError::Internal("hub state missing".into()))?;
-        Ok(state.adopt(plan))
+        Ok((state.adopt(plan), changes))
     }
 }
 

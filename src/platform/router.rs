@@ -7,9 +7,10 @@ use super::{crypto, http, now_ms};
 use crate::auth::{self, decoy_record, PasswordRecord};
 use crate::error::SyncError;
 use crate::model::{self, Email, Password, MAX_BODY_BYTES};
-use crate::protocol::{parse_json, AuthRequest, AuthResponse, OkResponse};
+use crate::protocol::{parse_json, ws_offer, AuthRequest, AuthResponse, OkResponse};
 use crate::ratelimit::Window;
 use crate::route::{route, Route};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use worker::{event, Context, D1Database, Env, Headers, Request, RequestInit, Response};
 
 /// Auth bodies are tiny; anything bigger is not a person signing in.
@@ -22,10 +23,16 @@ const TOUCH_INTERVAL_MS: i64 = 3_600_000;
 /// built from scratch, so a client-sent copy of these never gets through.
 pub const USER_HEADER: &str = "x-sync-user-id";
 pub const DEVICE_HEADER: &str = "x-sync-device-id";
+/// Percent-encoded device name, for presence.
+pub const DEVICE_NAME_HEADER: &str = "x-sync-device-name";
+/// Worker-to-object commands that no client route maps to.
+pub const INTERNAL_HEADER: &str = "x-sync-internal";
+pub const INTERNAL_REVOKE: &str = "revoke-device";
 
 pub struct Identity {
     pub user_id: String,
     pub device_id: String,
+    pub device_name: String,
 }
 
 #[event(fetch)]
@@ -36,6 +43,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         return Ok(http::preflight(origin.as_deref(), &config));
     }
     let resp = http::from_result(handle(&mut req, &env, &config).await);
+    if resp.status_code() == 101 {
+        return Ok(resp);
+    }
     Ok(http::with_cors(resp, origin.as_deref(), &config))
 }
 
@@ -54,13 +64,63 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
         Route::Logout => {
             let id = authenticate(req, &db, config).await?;
             d1::revoke_device(&db, &id.device_id, now_ms()).await?;
+            // Close the device's live sockets; the revocation already holds
+            // for every new request, so a failure here is only logged.
+            let target = hub_target(&url, None);
+            if let Err(e) =
+                forward(env, &id, "POST", &target, Vec::new(), Some(INTERNAL_REVOKE)).await
+            {
+                worker::console_error!("closing sockets of a revoked device: {e}");
+            }
             Ok(http::json(200, &OkResponse { success: true }))
+        }
+        Route::Socket => {
+            let id = authenticate_socket(req, &url, &db, config).await?;
+            let headers = Headers::new();
+            headers
+                .set("upgrade", "websocket")
+                .map_err(internal("header"))?;
+            let target = hub_target(&url, None);
+            forward_with(env, &id, "GET", &target, Vec::new(), headers).await
         }
         _ => {
             let id = authenticate(req, &db, config).await?;
-            forward(req, env, &id, &method).await
+            let body = http::read_body(req, MAX_BODY_BYTES).await?;
+            let target = hub_target(&url, url.query());
+            forward(env, &id, &method, &target, body, None).await
         }
     }
+}
+
+/// The WebSocket handshake: Origin allow-list (requests without Origin, like
+/// the desktop app's, pass), then the token from `Sec-WebSocket-Protocol`.
+/// A token in the URL is never looked at.
+async fn authenticate_socket(
+    req: &Request,
+    url: &worker::Url,
+    db: &D1Database,
+    config: &Config,
+) -> Result<Identity, SyncError> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    if !header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err(SyncError::UpgradeRequired);
+    }
+    if let Some(origin) = header("origin") {
+        let own = url.origin().ascii_serialization();
+        if origin != own && !config.origin_allowed(&origin) {
+            return Err(SyncError::OriginNotAllowed);
+        }
+    }
+    let offered = header("sec-websocket-protocol").unwrap_or_default();
+    let (ours, token) = ws_offer(&offered);
+    let token = token.ok_or(SyncError::Unauthorized)?;
+    if !ours {
+        return Err(SyncError::InvalidRequest(format!(
+            "offer the WebSocket subprotocol {}",
+            crate::protocol::WS_PROTOCOL
+        )));
+    }
+    authenticate_token(token, db, config).await
 }
 
 fn bearer(req: &Request) -> Option<String> {
@@ -71,17 +131,25 @@ fn bearer(req: &Request) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
-/// Resolves a bearer token to its live device, sliding the expiry on use.
 async fn authenticate(
     req: &Request,
     db: &D1Database,
     config: &Config,
 ) -> Result<Identity, SyncError> {
     let token = bearer(req).ok_or(SyncError::Unauthorized)?;
-    if !auth::token_looks_valid(&token) {
+    authenticate_token(&token, db, config).await
+}
+
+/// Resolves a token to its live device, sliding the expiry on use.
+async fn authenticate_token(
+    token: &str,
+    db: &D1Database,
+    config: &Config,
+) -> Result<Identity, SyncError> {
+    if !auth::token_looks_valid(token) {
         return Err(SyncError::Unauthorized);
     }
-    let hash = auth::token_hash(&token);
+    let hash = auth::token_hash(token);
     let device = d1::device_by_token_hash(db, &hash)
         .await?
         .ok_or(SyncError::Unauthorized)?;
@@ -97,6 +165,7 @@ async fn authenticate(
     Ok(Identity {
         user_id: device.user_id,
         device_id: device.id,
+        device_name: device.name,
     })
 }
 
@@ -207,34 +276,54 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
     Ok(http::json(200, &answer))
 }
 
-/// Hands the request to the user's Durable Object with the verified identity.
+fn hub_target(url: &worker::Url, query: Option<&str>) -> String {
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("https://user-hub{}{query}", url.path())
+}
+
 async fn forward(
-    req: &mut Request,
     env: &Env,
     id: &Identity,
     method: &str,
+    target: &str,
+    body: Vec<u8>,
+    internal_command: Option<&str>,
 ) -> Result<Response, SyncError> {
-    let body = http::read_body(req, MAX_BODY_BYTES).await?;
-    let url = req.url().map_err(internal("url"))?;
     let headers = Headers::new();
-    headers
-        .set(USER_HEADER, &id.user_id)
-        .map_err(internal("header"))?;
-    headers
-        .set(DEVICE_HEADER, &id.device_id)
-        .map_err(internal("header"))?;
+    if let Some(command) = internal_command {
+        headers
+            .set(INTERNAL_HEADER, command)
+            .map_err(internal("header"))?;
+    }
+    forward_with(env, id, method, target, body, headers).await
+}
+
+/// Hands a request to the user's Durable Object with the verified identity.
+/// The request is built afresh, so nothing a client sent besides the body
+/// (and the path) reaches the object.
+async fn forward_with(
+    env: &Env,
+    id: &Identity,
+    method: &str,
+    target: &str,
+    body: Vec<u8>,
+    headers: Headers,
+) -> Result<Response, SyncError> {
+    let name = utf8_percent_encode(&id.device_name, NON_ALPHANUMERIC).to_string();
+    for (k, v) in [
+        (USER_HEADER, id.user_id.as_str()),
+        (DEVICE_HEADER, id.device_id.as_str()),
+        (DEVICE_NAME_HEADER, name.as_str()),
+    ] {
+        headers.set(k, v).map_err(internal("header"))?;
+    }
     let mut init = RequestInit::new();
     init.with_method(worker::Method::from(method.to_string()))
         .with_headers(headers);
     if !body.is_empty() {
         init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
     }
-    let target = format!(
-        "https://user-hub{}{}",
-        url.path(),
-        url.query().map(|q| format!("?{q}")).unwrap_or_default()
-    );
-    let inner = Request::new_with_init(&target, &init).map_err(internal("request"))?;
+    let inner = Request::new_with_init(target, &init).map_err(internal("request"))?;
     let namespace = env
         .durable_object("USER_HUB")
         .map_err(internal("durable object"))?;
