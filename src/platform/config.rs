@@ -7,6 +7,7 @@ pub struct Config {
     pub token_idle_ms: i64,
     pub login_failures_per_email: u32,
     pub login_failures_per_ip: u32,
+    pub registrations_per_ip: u32,
     pub write_burst: u32,
     pub writes_per_minute: u32,
 }
@@ -30,6 +31,7 @@ impl Config {
             token_idle_ms: var(env, "TOKEN_IDLE_DAYS", 90i64).max(1) * 86_400_000,
             login_failures_per_email: var(env, "LOGIN_FAILURES_PER_EMAIL", 10),
             login_failures_per_ip: var(env, "LOGIN_FAILURES_PER_IP", 30),
+            registrations_per_ip: var(env, "REGISTRATIONS_PER_IP", 30),
             write_burst: var(env, "WRITE_BURST", 300),
             writes_per_minute: var(env, "WRITES_PER_MINUTE", 600),
         }

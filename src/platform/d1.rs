@@ -191,7 +191,7 @@ struct WindowRow {
     count: f64,
 }
 
-pub async fn login_failures(
+pub async fn attempt_windows(
     db: &D1Database,
     buckets: &[&str],
 ) -> Result<HashMap<String, Window>, SyncError> {
@@ -218,12 +218,9 @@ pub async fn login_failures(
         .collect())
 }
 
-/// Counts a failed login in each bucket's current one-minute window.
-pub async fn record_login_failure(
-    db: &D1Database,
-    buckets: &[&str],
-    now: i64,
-) -> Result<(), SyncError> {
+/// Counts an attempt (a failed login, a registration) in each bucket's
+/// current one-minute window.
+pub async fn record_attempt(db: &D1Database, buckets: &[&str], now: i64) -> Result<(), SyncError> {
     let statements = buckets
         .iter()
         .map(|b| {
@@ -286,15 +283,21 @@ pub async fn load_state(db: &D1Database, user_id: &str, now: i64) -> Result<User
                 "SELECT key, version, deleted, updated_at, hash, hist_id FROM sync_data WHERE user_id = ?",
                 std::slice::from_ref(&uid),
             )?,
+            // Answers older than the retry window are no longer needed.
             stmt(
                 db,
-                "SELECT request_id, response FROM sync_requests WHERE user_id = ? AND created_at > ?",
-                &[uid, int(now - REQUEST_ID_TTL_MS)],
+                "DELETE FROM sync_requests WHERE user_id = ? AND created_at <= ?",
+                &[uid.clone(), int(now - REQUEST_ID_TTL_MS)],
+            )?,
+            stmt(
+                db,
+                "SELECT request_id, response FROM sync_requests WHERE user_id = ?",
+                &[uid],
             )?,
         ])
         .await
         .map_err(db_err("load state"))?;
-    let [_, state, metas, requests] = results.as_slice() else {
+    let [_, state, metas, _, requests] = results.as_slice() else {
         return Err(SyncError::Internal("load state: wrong result count".into()));
     };
     let state = rows::<StateRow>(state)?

@@ -203,6 +203,34 @@ async fn new_device_token(
     })
 }
 
+fn client_ip(req: &Request) -> String {
+    req.headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `Err(RateLimited)` when any bucket already holds its limit of attempts
+/// in the current minute.
+async fn check_windows(
+    db: &D1Database,
+    buckets: &[&str],
+    limits: &[u32],
+    now: i64,
+) -> Result<(), SyncError> {
+    let windows = d1::attempt_windows(db, buckets).await?;
+    let retry = buckets
+        .iter()
+        .zip(limits)
+        .filter_map(|(b, limit)| Window::check(windows.get(*b).copied(), *limit, now).err())
+        .max();
+    match retry {
+        Some(retry_after_secs) => Err(SyncError::RateLimited { retry_after_secs }),
+        None => Ok(()),
+    }
+}
+
 async fn register(
     req: &mut Request,
     db: &D1Database,
@@ -212,6 +240,11 @@ async fn register(
     let r: AuthRequest = parse_json(&body)?;
     let email = Email::parse(&r.email)?;
     let password = Password::parse(&r.password)?;
+    // Each registration costs a PBKDF2 derivation: bound them per IP.
+    let bucket = format!("register-ip:{}", client_ip(req));
+    let now = now_ms();
+    check_windows(db, &[&bucket], &[config.registrations_per_ip], now).await?;
+    d1::record_attempt(db, &[&bucket], now).await?;
     let record = crypto::hash_password(password.as_bytes()).await?;
     let user_id = crypto::new_id();
     let answer = new_device_token(
@@ -232,28 +265,22 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
     if r.password.len() > model::MAX_PASSWORD_BYTES {
         return Err(SyncError::InvalidCredentials);
     }
-    let ip = req
-        .headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".into());
-    let buckets = [format!("email:{}", email.as_str()), format!("ip:{ip}")];
-    let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
-    let limits = [
-        config.login_failures_per_email,
-        config.login_failures_per_ip,
+    let buckets = [
+        format!("email:{}", email.as_str()),
+        format!("ip:{}", client_ip(req)),
     ];
+    let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
     let now = now_ms();
-    let windows = d1::login_failures(db, &buckets).await?;
-    let retry = buckets
-        .iter()
-        .zip(limits)
-        .filter_map(|(b, limit)| Window::check(windows.get(*b).copied(), limit, now).err())
-        .max();
-    if let Some(retry_after_secs) = retry {
-        return Err(SyncError::RateLimited { retry_after_secs });
-    }
+    check_windows(
+        db,
+        &buckets,
+        &[
+            config.login_failures_per_email,
+            config.login_failures_per_ip,
+        ],
+        now,
+    )
+    .await?;
 
     let user = d1::user_by_email(db, email.as_str()).await?;
     let record = user
@@ -268,7 +295,7 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
     let user = match (user, record.is_some() && matches) {
         (Some(user), true) => user,
         _ => {
-            d1::record_login_failure(db, &buckets, now).await?;
+            d1::record_attempt(db, &buckets, now).await?;
             return Err(SyncError::InvalidCredentials);
         }
     };
