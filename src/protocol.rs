@@ -10,10 +10,18 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Parses a JSON body, telling malformed JSON (`invalid_json`) apart from
 /// well-formed JSON of the wrong shape (`invalid_request`).
 pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, SyncError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    let parsed = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => SyncError::InvalidRequest(e.to_string()),
         _ => SyncError::InvalidJson(e.to_string()),
-    })
+    })?;
+    // serde also reads a struct from an array of its fields in order;
+    // a request body is always an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(SyncError::InvalidRequest(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    Ok(parsed)
 }
 
 #[derive(Debug, Deserialize)]
@@ -444,6 +452,11 @@ mod tests {
         let e = parse_json::<PutRequest>(b"{\"value\": 5}").unwrap_err();
         assert_eq!(e.code(), "invalid_request");
         let e = parse_json::<PutRequest>(b"{}").unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        // Serde would read a struct from an array of its fields.
+        let e = parse_json::<PutRequest>(br#"["v"]"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        let e = parse_json::<BatchRequest>(br#"[{"k":"v"}]"#).unwrap_err();
         assert_eq!(e.code(), "invalid_request");
         let e = parse_json::<PutRequest>(b"{\"value\":\"v\",\"baseVersion\":-1}").unwrap_err();
         assert_eq!(e.code(), "invalid_request");

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs whatever is missing, then runs every check, stopping at the first
+# failure:
+#   1. cargo fmt --check
+#   2. cargo clippy, host (all targets) and wasm32 (the Worker), warnings denied
+#   3. scripts/build.sh (the release Worker into build/worker/)
+#   4. cargo test: host unit and property tests, and the `api` integration
+#      tests, which start their own `wrangler dev` servers on the build
+#
+#   QUICK=1 ./scripts/test.sh      # skip clippy
+#   SKIP_SETUP=1 ./scripts/test.sh # skip the install checks
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+t_start=$SECONDS
+step="setup"
+done_steps=()
+run() {
+  step="$1"
+  shift
+  printf '\n== test: %s\n' "$step"
+  local t0=$SECONDS
+  "$@"
+  done_steps+=("$step ($((SECONDS - t0))s)")
+}
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then
+    printf '\n== test.sh: FAILED at step "%s" (exit %s) after %ss\n' "$step" "$rc" "$((SECONDS - t_start))"
+  fi
+}
+trap on_exit EXIT
+
+# shellcheck source=scripts/setup.sh
+. "$ROOT/scripts/setup.sh"
+
+run "cargo fmt --check" cargo fmt --check
+if [ "${QUICK:-0}" = "1" ]; then
+  printf '\n== test: clippy skipped (QUICK=1)\n'
+else
+  run "clippy (host)" cargo clippy --all-targets -- -D warnings
+  run "clippy (wasm32)" cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+fi
+run "build" env SKIP_SETUP=1 "$ROOT/scripts/build.sh"
+run "cargo test" cargo test
+# Next: node --test for the JS client, browser tests.
+
+summary="$(printf '%s, ' "${done_steps[@]}")"
+printf '\n== test.sh: OK in %ss: %s\n' "$((SECONDS - t_start))" "${summary%, }"
