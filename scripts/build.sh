@@ -73,6 +73,12 @@ else
   for f in "${outputs[@]}"; do
     [ -f "$f" ] || { say "expected $f is missing"; exit 1; }
   done
+  # worker-build keeps the wasm names section (it passes --debuginfo to
+  # wasm-opt); the deployed Worker does not need it.
+  "$WASM_OPT_BIN" "$wasm" -o "$wasm.stripped" --strip-debug --strip-producers \
+    --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling
+  mv "$wasm.stripped" "$wasm"
   printf '%s\n' "$want" >"$stamp"
 fi
 bytes=$(wc -c <"$wasm" | tr -d ' ')
