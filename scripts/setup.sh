@@ -199,11 +199,21 @@ _aas_setup() {
     printf '%s\n' "$want_hash" >"$stamp"
   fi
 
-  # 6. Browser tests (none yet). When they arrive:
-  # if [ ! -x /usr/bin/chromium ]; then
-  #   _aas_say "run  apt-get update && apt-get install -y chromium"
-  #   apt-get update && apt-get install -y chromium
-  # fi
+  # 6. Debian's Chromium for the browser tests (playwright-core drives it;
+  # Playwright's own browser download is not used).
+  if [ -x /usr/bin/chromium ]; then
+    _aas_say "ok   chromium ($(/usr/bin/chromium --version 2>/dev/null | head -n 1))"
+  else
+    local sudo=""
+    [ "$(id -u)" = "0" ] || sudo="sudo"
+    if [ -n "$sudo" ] && ! command -v sudo >/dev/null 2>&1; then
+      _aas_say "chromium is missing and this user cannot install it: run apt-get install -y chromium as root"
+      return 1
+    fi
+    _aas_say "run  apt-get update && apt-get install -y chromium"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  fi
 
   _aas_say "done in $((SECONDS - t0))s"
 }

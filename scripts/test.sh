@@ -44,6 +44,8 @@ else
 fi
 run "build" env SKIP_SETUP=1 "$ROOT/scripts/build.sh"
 run "cargo test" cargo test
+run "client unit tests" node --test tests/browser/unit/
+run "browser tests" node --test tests/browser/e2e.test.mjs
 # Next: node --test for the JS client, browser tests.
 
 summary="$(printf '%s, ' "${done_steps[@]}")"

@@ -1,0 +1,387 @@
+// Test doubles for the SyncManager unit tests: a storage object, and an
+// in-memory server that speaks the Worker's REST and WebSocket contract
+// (versions, fast-forward, last-write-wins, idempotent requestIds, broadcast
+// to the user's other sockets, close 4001 on logout) through an injected
+// `fetch` and `WebSocket` class.
+
+import { SyncManager } from '../../../client-demo/sync-manager.js';
+
+/** Anything with getItem/setItem/removeItem/key/length works as storage. */
+export class MemoryStorage {
+  #items = new Map();
+  get length() {
+    return this.#items.size;
+  }
+  key(i) {
+    return [...this.#items.keys()][i] ?? null;
+  }
+  getItem(k) {
+    return this.#items.has(String(k)) ? this.#items.get(String(k)) : null;
+  }
+  setItem(k, v) {
+    this.#items.set(String(k), String(v));
+  }
+  removeItem(k) {
+    this.#items.delete(String(k));
+  }
+  clear() {
+    this.#items.clear();
+  }
+}
+
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns something truthy; fails after `timeoutMs`. */
+export async function waitFor(fn, { timeoutMs = 3000, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await tick(5);
+  }
+}
+
+let seq = 0;
+const id = (p) => `${p}${++seq}`;
+
+export class FakeServer {
+  constructor({ now = Date.now } = {}) {
+    this.now = now;
+    this.users = new Map(); // email -> {password, userId}
+    this.tokens = new Map(); // token -> {userId, deviceId, revoked}
+    this.data = new Map(); // userId -> {cursor, keys: Map, requests: Map, history: []}
+    this.sockets = new Set();
+    this.offline = false; // fetch throws, sockets cannot connect
+    this.wsRefused = false; // sockets cannot connect, REST works
+    this.silent = false; // open sockets get no answer at all (a dead link)
+    this.holdAcks = false; // acks wait until release()
+    this.rateLimitWrites = 0; // the next n socket writes are refused with rate_limited
+    this.held = [];
+    this.log = []; // every REST request and socket frame, for assertions
+    const server = this;
+    this.fetch = (url, init) => server.#fetch(url, init);
+    this.WebSocket = class extends FakeSocket {
+      constructor(url, protocols) {
+        super(server, url, protocols);
+      }
+    };
+  }
+
+  // ------------------------------------------------------------- control
+
+  /** Creates an account directly and returns a token for a new device. */
+  seedUser(email, password = 'password1') {
+    const userId = id('user-');
+    this.users.set(email, { password, userId });
+    return this.#device(userId);
+  }
+
+  /** A write as another device of the user would make it (broadcast to all sockets). */
+  write(token, key, value, opts = {}) {
+    const dev = this.tokens.get(token);
+    return this.#apply(dev, [{ key, value, ...opts }], null).results[0];
+  }
+
+  value(userId, key) {
+    const k = this.#user(userId).keys.get(key);
+    return k && !k.deleted ? k.value : null;
+  }
+
+  userOf(token) {
+    return this.tokens.get(token).userId;
+  }
+
+  /** Every open socket drops as if the network went away. */
+  dropAll(code = 1006) {
+    for (const s of [...this.sockets]) s._serverClose(code);
+  }
+
+  revoke(token) {
+    const dev = this.tokens.get(token);
+    dev.revoked = true;
+    for (const s of [...this.sockets]) if (s.device === dev) s._serverClose(4001);
+  }
+
+  release() {
+    const held = this.held;
+    this.held = [];
+    for (const fn of held) fn();
+  }
+
+  frames(type) {
+    return this.log.filter((l) => l.frame?.type === type).map((l) => l.frame);
+  }
+
+  // -------------------------------------------------------------- model
+
+  #device(userId) {
+    const token = id('tok-');
+    this.tokens.set(token, { userId, deviceId: id('dev-'), revoked: false });
+    return token;
+  }
+
+  #user(userId) {
+    if (!this.data.has(userId)) {
+      this.data.set(userId, { cursor: 0, keys: new Map(), requests: new Map(), history: [] });
+    }
+    return this.data.get(userId);
+  }
+
+  /** Applies writes like src/hub.rs: unchanged, fast-forward, or last-write-wins. */
+  #apply(dev, writes, requestId) {
+    const u = this.#user(dev.userId);
+    if (requestId && u.requests.has(requestId)) return u.requests.get(requestId);
+    const now = this.now();
+    const results = [];
+    const changes = [];
+    for (const w of writes) {
+      const stored = u.keys.get(w.key);
+      const incoming = {
+        deleted: w.value === null,
+        value: w.value,
+        updatedAt: Math.min(w.updatedAt ?? now, now),
+      };
+      const same = stored && stored.deleted === incoming.deleted && (stored.deleted || stored.value === incoming.value);
+      if ((!stored && incoming.deleted) || same) {
+        results.push({ key: w.key, version: stored?.version ?? 0, applied: false, conflict: null });
+        continue;
+      }
+      const conflictWith = (winner, version) => ({
+        key: w.key,
+        resolution: 'last-write-wins',
+        winner,
+        version,
+        storedVersion: stored.version,
+        baseVersion: w.baseVersion ?? null,
+        incomingUpdatedAt: incoming.updatedAt,
+        storedUpdatedAt: stored.updatedAt,
+      });
+      let conflict = null;
+      if (stored && w.baseVersion !== stored.version) {
+        const cmp =
+          incoming.updatedAt - stored.updatedAt ||
+          Number(!incoming.deleted) - Number(!stored.deleted) ||
+          String(incoming.value ?? '').localeCompare(String(stored.value ?? ''));
+        if (cmp <= 0) {
+          u.history.push({ key: w.key, ...incoming, loser: true });
+          results.push({ key: w.key, version: stored.version, applied: false, conflict: conflictWith('stored', stored.version) });
+          continue;
+        }
+        conflict = true;
+      }
+      const version = ++u.cursor;
+      const row = { ...incoming, version, deviceId: dev.deviceId };
+      u.keys.set(w.key, row);
+      u.history.push({ key: w.key, ...row });
+      changes.push({ key: w.key, value: row.deleted ? null : row.value, version, deleted: row.deleted, updatedAt: row.updatedAt, deviceId: dev.deviceId });
+      results.push({ key: w.key, version, applied: true, conflict: conflict ? conflictWith('incoming', version) : null });
+    }
+    const answer = { results, cursor: u.cursor, changes };
+    if (requestId) u.requests.set(requestId, { results, cursor: u.cursor, changes: [] });
+    return answer;
+  }
+
+  #broadcast(userId, changes, except) {
+    for (const s of this.sockets) {
+      if (s !== except && s.device.userId === userId && s.readyState === 1) {
+        for (const c of changes) s._deliver({ type: 'change', ...c });
+      }
+    }
+  }
+
+  #changesSince(userId, since) {
+    const u = this.#user(userId);
+    const rows = [...u.keys.entries()]
+      .filter(([, r]) => r.version > since)
+      .sort((a, b) => a[1].version - b[1].version);
+    return { cursor: u.cursor, rows };
+  }
+
+  // ---------------------------------------------------------------- REST
+
+  async #fetch(url, init = {}) {
+    await tick();
+    if (this.offline) throw new TypeError('Failed to fetch');
+    const u = new URL(url);
+    const method = (init.method ?? 'GET').toUpperCase();
+    const body = init.body ? JSON.parse(init.body) : null;
+    this.log.push({ method, path: u.pathname + u.search, body });
+    const json = (status, obj) =>
+      new Response(JSON.stringify(obj), { status, headers: { 'content-type': 'application/json' } });
+    const fail = (status, code) => json(status, { success: false, error: { code, message: code } });
+    const path = u.pathname.replace(/^\/api/, '');
+
+    if (path === '/auth/register' || path === '/auth/login') {
+      const existing = this.users.get(body.email);
+      if (path === '/auth/register') {
+        if (existing) return fail(409, 'email_taken');
+        if ((body.password ?? '').length < 8) return fail(400, 'weak_password');
+        this.users.set(body.email, { password: body.password, userId: id('user-') });
+      } else if (!existing || existing.password !== body.password) {
+        return fail(401, 'invalid_credentials');
+      }
+      const { userId } = this.users.get(body.email);
+      const token = this.#device(userId);
+      const { deviceId } = this.tokens.get(token);
+      return json(path.endsWith('register') ? 201 : 200, { success: true, token, userId, deviceId });
+    }
+
+    const token = (init.headers?.authorization ?? '').replace(/^Bearer /, '');
+    const dev = this.tokens.get(token);
+    if (!dev || dev.revoked) return fail(401, 'unauthorized');
+
+    if (path === '/auth/logout') {
+      this.revoke(token);
+      return json(200, { success: true });
+    }
+    if (path === '/sync' && method === 'GET') {
+      const since = Number(u.searchParams.get('since') ?? 0);
+      const { cursor, rows } = this.#changesSince(dev.userId, since);
+      const out = { success: true, data: {}, versions: {}, deleted: [], cursor, lastSync: new Date().toISOString() };
+      for (const [k, r] of rows) {
+        out.versions[k] = r.version;
+        if (r.deleted) out.deleted.push(k);
+        else out.data[k] = r.value;
+      }
+      return json(200, out);
+    }
+    if (path === '/sync' && method === 'POST') {
+      const writes = [
+        ...Object.entries(body.data ?? {}).map(([key, value]) => ({ key, value })),
+        ...(body.deleted ?? []).map((key) => ({ key, value: null })),
+      ].map((w) => ({ ...w, baseVersion: body.baseVersions?.[w.key], updatedAt: body.updatedAt?.[w.key] }));
+      const a = this.#apply(dev, writes, body.requestId);
+      this.#broadcast(dev.userId, a.changes, null);
+      return json(200, {
+        success: true,
+        synced: a.results.filter((r) => r.applied).map((r) => r.key),
+        conflicts: a.results.filter((r) => r.conflict).map((r) => r.conflict),
+        versions: Object.fromEntries(a.results.map((r) => [r.key, r.version])),
+        cursor: a.cursor,
+      });
+    }
+    const m = path.match(/^\/sync\/(.+)$/);
+    if (m && (method === 'PUT' || method === 'DELETE')) {
+      const key = decodeURIComponent(m[1]);
+      const value = method === 'PUT' ? body.value : null;
+      const a = this.#apply(dev, [{ key, value, baseVersion: body?.baseVersion, updatedAt: body?.updatedAt }], body?.requestId);
+      this.#broadcast(dev.userId, a.changes, null);
+      const r = a.results[0];
+      return json(200, { success: true, key, version: r.version, conflict: r.conflict });
+    }
+    return fail(404, 'not_found');
+  }
+
+  // ------------------------------------------------------------ sockets
+
+  _connect(socket) {
+    const bearer = socket.protocols.find((p) => p.startsWith('bearer.'));
+    const dev = bearer && this.tokens.get(bearer.slice('bearer.'.length));
+    if (this.offline || this.wsRefused || !dev || dev.revoked) return false;
+    socket.device = dev;
+    this.sockets.add(socket);
+    return true;
+  }
+
+  _frame(socket, text) {
+    const frame = JSON.parse(text);
+    this.log.push({ frame });
+    if (this.silent) return;
+    const dev = socket.device;
+    if (frame.type === 'ping') return socket._deliver({ type: 'pong' });
+    if (frame.type === 'hello') {
+      const { cursor, rows } = this.#changesSince(dev.userId, frame.since > this.#user(dev.userId).cursor ? 0 : frame.since);
+      const changes = rows.map(([key, r]) => ({ key, value: r.deleted ? null : r.value, version: r.version, deleted: r.deleted, updatedAt: r.updatedAt, deviceId: r.deviceId }));
+      return socket._deliver({ type: 'changes', changes, cursor });
+    }
+    if ((frame.type === 'put' || frame.type === 'delete') && this.rateLimitWrites > 0) {
+      this.rateLimitWrites--;
+      return socket._deliver({ type: 'error', requestId: frame.requestId, code: 'rate_limited', message: 'slow down' });
+    }
+    if (frame.type === 'put' || frame.type === 'delete') {
+      const a = this.#apply(dev, [{ key: frame.key, value: frame.type === 'put' ? frame.value : null, baseVersion: frame.baseVersion, updatedAt: frame.updatedAt }], frame.requestId);
+      this.#broadcast(dev.userId, a.changes, socket);
+      const r = a.results[0];
+      const ack = () => socket._deliver({ type: 'ack', requestId: frame.requestId, key: frame.key, version: r.version, conflict: r.conflict });
+      if (this.holdAcks) this.held.push(ack);
+      else ack();
+    }
+  }
+}
+
+/** A WebSocket whose other end is a FakeServer. */
+class FakeSocket {
+  constructor(server, url, protocols = []) {
+    this.server = server;
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = 0;
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    setTimeout(() => {
+      if (this.readyState !== 0) return;
+      if (server._connect(this)) {
+        this.readyState = 1;
+        this.protocol = 'alternassist-sync.v1';
+        this.onopen?.({});
+      } else {
+        this.readyState = 3;
+        this.onerror?.({});
+        this.onclose?.({ code: 1006 });
+      }
+    }, 1);
+  }
+  send(text) {
+    if (this.readyState !== 1) throw new Error('socket not open');
+    setTimeout(() => this.readyState === 1 && this.server._frame(this, text), 1);
+  }
+  close(code = 1000) {
+    if (this.readyState >= 2) return;
+    this.readyState = 3;
+    this.server.sockets.delete(this);
+    setTimeout(() => this.onclose?.({ code }), 1);
+  }
+  _deliver(msg) {
+    setTimeout(() => this.readyState === 1 && this.onmessage?.({ data: JSON.stringify(msg) }), 1);
+  }
+  _serverClose(code) {
+    if (this.readyState >= 2) return;
+    this.readyState = 3;
+    this.server.sockets.delete(this);
+    setTimeout(() => this.onclose?.({ code }), 1);
+  }
+}
+
+/** A device: its own storage and window, a SyncManager on the fake server. */
+export function device(server, { token = null, storage = new MemoryStorage(), ...options } = {}) {
+  const win = new EventTarget();
+  const navigator = { onLine: true, userAgent: 'node' };
+  if (token) storage.setItem('sync-token', token);
+  const sm = new SyncManager({
+    apiBase: 'http://sync.test/api',
+    storage,
+    fetch: server.fetch,
+    WebSocket: server.WebSocket,
+    window: win,
+    navigator,
+    lock: false,
+    backoff: { baseMs: 20, maxMs: 200 },
+    ...options,
+  });
+  const statuses = [];
+  sm.on('status', (s) => statuses.push(s));
+  return {
+    sm,
+    storage,
+    win,
+    statuses,
+    goOffline() {
+      navigator.onLine = false;
+      win.dispatchEvent(new Event('offline'));
+    },
+    goOnline() {
+      navigator.onLine = true;
+      win.dispatchEvent(new Event('online'));
+    },
+  };
+}
