@@ -40,8 +40,9 @@ pub fn from_result(r: Result<Response, SyncError>) -> Response {
     r.unwrap_or_else(|e| error(&e))
 }
 
-/// Reads the whole body, refusing more than `limit` bytes before parsing.
-pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, SyncError> {
+/// Refuses a body whose declared `Content-Length` exceeds `limit`; returns
+/// the declared length, if any.
+pub fn check_declared_length(req: &Request, limit: usize) -> Result<Option<u64>, SyncError> {
     let declared = req
         .headers()
         .get("content-length")
@@ -51,6 +52,12 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, SyncE
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(SyncError::PayloadTooLarge { limit });
     }
+    Ok(declared)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes before parsing.
+pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, SyncError> {
+    let declared = check_declared_length(req, limit)?;
     if req.inner().body().is_none() {
         return Ok(Vec::new());
     }

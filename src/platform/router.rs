@@ -11,6 +11,7 @@ use crate::protocol::{parse_json, ws_offer, AuthRequest, AuthResponse, OkRespons
 use crate::ratelimit::Window;
 use crate::route::{route, Route};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use wasm_bindgen::JsValue;
 use worker::{event, Context, D1Database, Env, Headers, Request, RequestInit, Response};
 
 /// Auth bodies are tiny; anything bigger is not a person signing in.
@@ -67,9 +68,7 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             // Close the device's live sockets; the revocation already holds
             // for every new request, so a failure here is only logged.
             let target = hub_target(&url, None);
-            if let Err(e) =
-                forward(env, &id, "POST", &target, Vec::new(), Some(INTERNAL_REVOKE)).await
-            {
+            if let Err(e) = forward(env, &id, "POST", &target, None, Some(INTERNAL_REVOKE)).await {
                 worker::console_error!("closing sockets of a revoked device: {e}");
             }
             Ok(http::json(200, &OkResponse { success: true }))
@@ -81,11 +80,15 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
                 .set("upgrade", "websocket")
                 .map_err(internal("header"))?;
             let target = hub_target(&url, None);
-            forward_with(env, &id, "GET", &target, Vec::new(), headers).await
+            forward_with(env, &id, "GET", &target, None, headers).await
         }
         _ => {
             let id = authenticate(req, &db, config).await?;
-            let body = http::read_body(req, MAX_BODY_BYTES).await?;
+            // The body streams through to the object, which enforces the
+            // limit while reading; buffering it here too would hold every
+            // large value twice in memory.
+            http::check_declared_length(req, MAX_BODY_BYTES)?;
+            let body = req.inner().body().map(JsValue::from);
             let target = hub_target(&url, url.query());
             forward(env, &id, &method, &target, body, None).await
         }
@@ -313,7 +316,7 @@ async fn forward(
     id: &Identity,
     method: &str,
     target: &str,
-    body: Vec<u8>,
+    body: Option<JsValue>,
     internal_command: Option<&str>,
 ) -> Result<Response, SyncError> {
     let headers = Headers::new();
@@ -333,7 +336,7 @@ async fn forward_with(
     id: &Identity,
     method: &str,
     target: &str,
-    body: Vec<u8>,
+    body: Option<JsValue>,
     headers: Headers,
 ) -> Result<Response, SyncError> {
     let name = utf8_percent_encode(&id.device_name, NON_ALPHANUMERIC).to_string();
@@ -347,9 +350,7 @@ async fn forward_with(
     let mut init = RequestInit::new();
     init.with_method(worker::Method::from(method.to_string()))
         .with_headers(headers);
-    if !body.is_empty() {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    }
+    init.with_body(body);
     let inner = Request::new_with_init(target, &init).map_err(internal("request"))?;
     let namespace = env
         .durable_object("USER_HUB")
