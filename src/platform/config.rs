@@ -28,7 +28,11 @@ impl Config {
                 .map(|o| o.trim().trim_end_matches('/').to_string())
                 .filter(|o| !o.is_empty())
                 .collect(),
-            token_idle_ms: var(env, "TOKEN_IDLE_DAYS", 90i64).max(1) * 86_400_000,
+            // TOKEN_IDLE_SECONDS, when set, wins: tests use a few seconds.
+            token_idle_ms: match var(env, "TOKEN_IDLE_SECONDS", 0i64) {
+                secs if secs > 0 => secs * 1000,
+                _ => var(env, "TOKEN_IDLE_DAYS", 90i64).max(1) * 86_400_000,
+            },
             login_failures_per_email: var(env, "LOGIN_FAILURES_PER_EMAIL", 10),
             login_failures_per_ip: var(env, "LOGIN_FAILURES_PER_IP", 30),
             registrations_per_ip: var(env, "REGISTRATIONS_PER_IP", 30),

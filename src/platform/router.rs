@@ -162,7 +162,9 @@ async fn authenticate_token(
     {
         return Err(SyncError::Unauthorized);
     }
-    if now - device.last_seen_at as i64 >= TOUCH_INTERVAL_MS {
+    // Slide the expiry often enough that a device in use never expires.
+    let touch_every = TOUCH_INTERVAL_MS.min(config.token_idle_ms / 4);
+    if now - device.last_seen_at as i64 >= touch_every {
         d1::touch_device(db, &device.id, now, now + config.token_idle_ms).await?;
     }
     Ok(Identity {

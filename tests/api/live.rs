@@ -13,7 +13,7 @@ use tungstenite::handshake::client::Response;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
-const PROTOCOL: &str = "alternassist-sync.v1";
+pub const PROTOCOL: &str = "alternassist-sync.v1";
 const WAIT: Duration = Duration::from_secs(10);
 
 pub fn tests() -> Vec<Test> {
@@ -486,7 +486,7 @@ fn conflict_ack(s: &Server) -> Result<(), Failed> {
 /// Asserts a refused handshake twice: a real WebSocket client sees `status`,
 /// and the same request over plain HTTP gets the JSON error body with `code`
 /// (tungstenite does not hand over the body of a refusal).
-fn expect_refused(
+pub fn expect_refused(
     c: &Client,
     query: &str,
     protocols: Option<&str>,

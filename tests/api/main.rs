@@ -74,16 +74,19 @@ pub enum On {
     /// (with `API_TESTS_VIA_PROXY`), and an early answer to a large upload can
     /// cut its connection: such requests get a server of their own.
     Oversize,
+    /// Device tokens that expire after a few idle seconds.
+    Expiry,
 }
 
 impl On {
-    const ALL: [On; 3] = [On::Main, On::Strict, On::Oversize];
+    const ALL: [On; 4] = [On::Main, On::Strict, On::Oversize, On::Expiry];
 
     fn label(self) -> &'static str {
         match self {
             On::Main => "main",
             On::Strict => "strict",
             On::Oversize => "oversize",
+            On::Expiry => "expiry",
         }
     }
 
@@ -92,6 +95,7 @@ impl On {
         match self {
             On::Main | On::Oversize => &[],
             On::Strict => STRICT_VARS,
+            On::Expiry => EXPIRY_VARS,
         }
     }
 }
@@ -121,6 +125,14 @@ impl Test {
         }
     }
 
+    pub const fn expiry(name: &'static str, run: TestFn) -> Test {
+        Test {
+            name,
+            on: On::Expiry,
+            run,
+        }
+    }
+
     pub const fn oversize(name: &'static str, run: TestFn) -> Test {
         Test {
             name,
@@ -129,6 +141,10 @@ impl Test {
         }
     }
 }
+
+/// The expiry server's idle period.
+pub const EXPIRY_IDLE_MS: u64 = 4_000;
+const EXPIRY_VARS: &[(&str, &str)] = &[("TOKEN_IDLE_SECONDS", "4")];
 
 /// The strict server's limits; the rate-limit tests read them from here.
 pub const STRICT_WRITE_BURST: u32 = 5;

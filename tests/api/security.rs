@@ -13,6 +13,10 @@ use sha2::{Digest, Sha256};
 
 pub fn tests() -> Vec<Test> {
     vec![
+        Test::expiry(
+            "security::idle_tokens_expire_and_use_slides_them",
+            idle_tokens_expire,
+        ),
         Test::main("security::users_are_isolated", users_are_isolated),
         Test::main(
             "security::identity_headers_are_ignored",
@@ -301,5 +305,41 @@ fn tokens_are_stored_as_sha256(s: &Server) -> Result<(), Failed> {
             );
         }
     }
+    Ok(())
+}
+
+/// On the `expiry` server a token expires after `EXPIRY_IDLE_MS` without
+/// use; using it slides the expiry forward.
+fn idle_tokens_expire(s: &Server) -> Result<(), Failed> {
+    use std::thread::sleep;
+    use std::time::{Duration, Instant};
+    let idle = Duration::from_millis(crate::EXPIRY_IDLE_MS);
+    let c = Client::new(s);
+    let user = c.register("expiry")?;
+    let started = Instant::now();
+    // Used every 40% of the idle period for well over one period: stays valid.
+    while started.elapsed() < idle * 2 {
+        sleep(idle * 2 / 5);
+        c.req("GET", "/api/sync")
+            .bearer(&user.token)
+            .send()?
+            .expect_ok(200)?;
+    }
+    // Left idle for longer than the period: refused everywhere.
+    sleep(idle + Duration::from_millis(500));
+    c.req("GET", "/api/sync")
+        .bearer(&user.token)
+        .send()?
+        .expect_error(401, "unauthorized")?;
+    c.put(&user.token, "k", &json!({"value": "v"}))?
+        .expect_error(401, "unauthorized")?;
+    let offer = format!("{}, bearer.{}", crate::live::PROTOCOL, user.token);
+    crate::live::expect_refused(&c, "", Some(&offer), None, 401, "unauthorized", "expired")?;
+    // A new sign-in gives a working token again.
+    let again = c.login(&user.email, &user.password)?;
+    c.req("GET", "/api/sync")
+        .bearer(&again.token)
+        .send()?
+        .expect_ok(200)?;
     Ok(())
 }
