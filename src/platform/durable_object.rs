@@ -30,6 +30,8 @@ use worker::{
 /// Writes planned and committed together: bounded so one D1 batch stays
 /// well inside D1's statement and parameter limits.
 const MAX_GROUP_WRITES: usize = 128;
+/// A queue driver silent this long (D1 caps a query at 30 s) is replaced.
+const DRIVER_STALL_MS: i64 = 60_000;
 /// Close code telling a client its token was revoked: do not reconnect with it.
 pub const CLOSE_REVOKED: u16 = 4001;
 
@@ -57,7 +59,9 @@ struct Inner {
     /// Loaded lazily; dropped after a failed commit so it is reloaded from D1.
     hub: Option<UserState>,
     queue: Vec<Queued>,
-    committing: bool,
+    /// When the request driving the queue last started a group; `None` when
+    /// no commit is in flight.
+    committing: Option<i64>,
     bucket: Option<TokenBucket>,
 }
 
@@ -400,7 +404,16 @@ impl UserHub {
                 .take(now)
                 .map_err(|retry_after_secs| SyncError::RateLimited { retry_after_secs })?;
             inner.queue.push(Queued { op, reply, sender });
-            !std::mem::replace(&mut inner.committing, true)
+            // Take over from a driver that made no progress for a long time
+            // (its request may be gone); should it wake up after all, the
+            // guarded commit makes one of the two fail instead of both landing.
+            let drive = inner
+                .committing
+                .is_none_or(|since| now - since > DRIVER_STALL_MS);
+            if drive {
+                inner.committing = Some(now);
+            }
+            drive
         };
         if drive {
             self.drain(db, user_id).await;
@@ -415,9 +428,10 @@ impl UserHub {
             let group: Vec<Queued> = {
                 let mut inner = self.inner.borrow_mut();
                 if inner.queue.is_empty() {
-                    inner.committing = false;
+                    inner.committing = None;
                     return;
                 }
+                inner.committing = Some(now_ms());
                 let mut writes = 0;
                 let take = inner
                     .queue
