@@ -156,21 +156,15 @@ fn register_existing_email_is_409(s: &Server) -> Result<(), Failed> {
 fn register_invalid_email_is_400(s: &Server) -> Result<(), Failed> {
     let mut bad = Mismatches::default();
     let c = Client::new(s);
-    let bad_emails = [
-        "",
-        "   ",
-        "alice",
-        "@example.com",
-        "alice@",
-        "alice@example",
-        "a b@example.com",
-        "alice@@example.com",
-        "alice@.com",
-        "alice@example..com",
-        "ali\u{0}ce@example.com",
-        "alice\u{7f}@example.com",
-    ];
-    for email in bad_emails {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/validation.json"))
+            .map_err(|e| Failed::from(format!("validation fixture: {e}")))?;
+    let bad_emails: Vec<&str> = fixture["invalidEmails"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    ensure!(!bad_emails.is_empty(), "no invalid emails in the fixture");
+    for &email in &bad_emails {
         let r = c
             .req("POST", "/api/auth/register")
             .json(&json!({"email": email, "password": "correct horse battery"}))
