@@ -364,21 +364,9 @@ pub fn parse_frame(text: &str) -> Result<Incoming, (Option<String>, SyncError)> 
             },
         ));
     }
-    let raw: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| (None, SyncError::InvalidJson(e.to_string())))?;
-    let request_id = raw
-        .get("requestId")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let fail = |e: SyncError| (request_id.clone(), e);
-    let kind = raw.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    if !matches!(kind, "hello" | "put" | "delete" | "ping") {
-        return Err(fail(SyncError::InvalidRequest(format!(
-            "unknown message type {kind:?}: expected hello, put, delete or ping"
-        ))));
-    }
-    let msg: ClientMessage =
-        serde_json::from_value(raw).map_err(|e| fail(SyncError::InvalidRequest(e.to_string())))?;
+    // One typed parse on the hot path; only a refused frame is parsed again,
+    // loosely, to say why and to echo its requestId.
+    let msg: ClientMessage = serde_json::from_str(text).map_err(|_| diagnose_frame(text))?;
     let (key, value, base_version, updated_at, request_id) = match msg {
         ClientMessage::Hello { since } => return Ok(Incoming::Hello { since }),
         ClientMessage::Ping => return Ok(Incoming::Ping),
@@ -396,17 +384,40 @@ pub fn parse_frame(text: &str) -> Result<Incoming, (Option<String>, SyncError)> 
             request_id,
         } => (key, None, base_version, updated_at, request_id),
     };
+    let fail = |e: SyncError| (Some(request_id.clone()), e);
     let key = Key::parse(&key).map_err(fail)?;
     let options = WriteOptions {
         base_version,
         updated_at,
-        request_id: Some(request_id),
+        request_id: Some(request_id.clone()),
     };
-    let (write, request_id) = options.into_write(key, value).map_err(fail)?;
-    Ok(Incoming::Write {
-        write,
-        request_id: request_id.unwrap_or_default(),
-    })
+    let (write, _) = options.into_write(key, value).map_err(fail)?;
+    Ok(Incoming::Write { write, request_id })
+}
+
+/// Why a text frame does not parse as a `ClientMessage`, with its requestId.
+fn diagnose_frame(text: &str) -> (Option<String>, SyncError) {
+    let raw: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return (None, SyncError::InvalidJson(e.to_string())),
+    };
+    let request_id = raw
+        .get("requestId")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let kind = raw.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    let error = if !matches!(kind, "hello" | "put" | "delete" | "ping") {
+        SyncError::InvalidRequest(format!(
+            "unknown message type {kind:?}: expected hello, put, delete or ping"
+        ))
+    } else {
+        match serde_json::from_value::<ClientMessage>(raw) {
+            Err(e) => SyncError::InvalidRequest(e.to_string()),
+            // Not reached: the typed parse of the same text failed.
+            Ok(_) => SyncError::InvalidRequest("malformed message".into()),
+        }
+    };
+    (request_id, error)
 }
 
 /// Turns the stored answer to a single-key write into the sender's `ack`.
