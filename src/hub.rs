@@ -58,21 +58,29 @@ pub struct HistoryRow {
     pub device_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CurrentRow {
-    pub key: String,
-    pub meta: KeyMeta,
-    pub device_id: String,
+impl HistoryRow {
+    /// The key's metadata while this row is current; `None` for a loser.
+    pub fn meta(&self) -> Option<KeyMeta> {
+        Some(KeyMeta {
+            version: self.version?,
+            deleted: self.value.is_none(),
+            updated_at: self.updated_at,
+            hash: self.hash.clone(),
+            hist_id: self.hist_id,
+        })
+    }
 }
 
 /// Everything one group of writes changes. Persist all of it atomically.
 #[derive(Debug, Default)]
 pub struct Plan {
-    pub state: UserState,
+    /// Counters and key metadata after the group.
+    pub cursor: u64,
+    pub hist_seq: u64,
+    pub keys: HashMap<String, KeyMeta>,
     pub prev_cursor: u64,
     pub prev_hist_seq: u64,
     pub history: Vec<HistoryRow>,
-    pub current: Vec<CurrentRow>,
     /// (requestId, answer JSON) to remember.
     pub requests: Vec<(String, String)>,
     /// One JSON answer per op, in order.
@@ -82,9 +90,9 @@ pub struct Plan {
 impl UserState {
     /// Takes over a plan's state once D1 has committed it; returns the answers.
     pub fn adopt(&mut self, plan: Plan) -> Vec<String> {
-        self.cursor = plan.state.cursor;
-        self.hist_seq = plan.state.hist_seq;
-        self.keys = plan.state.keys;
+        self.cursor = plan.cursor;
+        self.hist_seq = plan.hist_seq;
+        self.keys = plan.keys;
         self.requests.extend(plan.requests);
         plan.replies
     }
@@ -93,6 +101,21 @@ impl UserState {
 impl Plan {
     pub fn writes_anything(&self) -> bool {
         !self.history.is_empty() || !self.requests.is_empty()
+    }
+
+    /// The last accepted row of each key, in version order: what the key's
+    /// current row must point at after the group.
+    pub fn current(&self) -> Vec<&HistoryRow> {
+        // History is in version order and a group is small (the object caps it at
+        // 128 writes): walk it backwards and keep the first row of each key.
+        let mut rows: Vec<&HistoryRow> = Vec::new();
+        for h in self.history.iter().rev().filter(|h| h.version.is_some()) {
+            if !rows.iter().any(|r| r.key == h.key) {
+                rows.push(h);
+            }
+        }
+        rows.reverse();
+        rows
     }
 
     /// Every accepted change in version order, with the op that made it, for
@@ -135,12 +158,9 @@ struct KeyResult {
 /// Applies `ops` in order to a copy of `state`.
 pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
     let mut p = Plan {
-        state: UserState {
-            cursor: state.cursor,
-            hist_seq: state.hist_seq,
-            keys: state.keys.clone(),
-            requests: HashMap::new(),
-        },
+        cursor: state.cursor,
+        hist_seq: state.hist_seq,
+        keys: state.keys.clone(),
         prev_cursor: state.cursor,
         prev_hist_seq: state.hist_seq,
         ..Plan::default()
@@ -158,7 +178,7 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
             .into_iter()
             .map(|w| apply_write(&mut p, index, w, &op.device_id, now_ms))
             .collect();
-        let answer = answer_json(op.shape, results, p.state.cursor);
+        let answer = answer_json(op.shape, results, p.cursor);
         if let Some(rid) = op.request_id {
             fresh.insert(rid.clone(), answer.clone());
             p.requests.push((rid, answer.clone()));
@@ -172,7 +192,7 @@ fn apply_write(p: &mut Plan, op: usize, w: Write, device_id: &str, now_ms: i64) 
     let key = w.key.as_str().to_owned();
     let hash = value_hash(w.value.as_deref());
     let incoming_updated_at = merge::effective_updated_at(w.updated_at, now_ms);
-    let stored = p.state.keys.get(&key).cloned();
+    let stored = p.keys.get(&key).cloned();
     let decision = {
         let incoming = Side {
             deleted: w.value.is_none(),
@@ -207,10 +227,10 @@ fn apply_write(p: &mut Plan, op: usize, w: Write, device_id: &str, now_ms: i64) 
         },
         Decision::Reject => {
             let conflict = conflict_with(Winner::Stored, stored_version);
-            p.state.hist_seq += 1;
+            p.hist_seq += 1;
             p.history.push(HistoryRow {
                 op,
-                hist_id: p.state.hist_seq,
+                hist_id: p.hist_seq,
                 key: key.clone(),
                 version: None,
                 value: w.value,
@@ -226,35 +246,24 @@ fn apply_write(p: &mut Plan, op: usize, w: Write, device_id: &str, now_ms: i64) 
             }
         }
         Decision::Accept { conflict } => {
-            p.state.cursor += 1;
-            p.state.hist_seq += 1;
-            let version = p.state.cursor;
-            let meta = KeyMeta {
-                version,
-                deleted: w.value.is_none(),
-                updated_at: incoming_updated_at,
-                hash: hash.clone(),
-                hist_id: p.state.hist_seq,
-            };
+            p.cursor += 1;
+            p.hist_seq += 1;
+            let version = p.cursor;
             let conflict = conflict.then(|| conflict_with(Winner::Incoming, version));
-            p.history.push(HistoryRow {
+            let row = HistoryRow {
                 op,
-                hist_id: meta.hist_id,
+                hist_id: p.hist_seq,
                 key: key.clone(),
                 version: Some(version),
                 value: w.value,
                 hash,
-                updated_at: meta.updated_at,
+                updated_at: incoming_updated_at,
                 device_id: device_id.to_owned(),
-            });
-            // A key written twice in one group keeps only its last current row.
-            p.current.retain(|c| c.key != key);
-            p.current.push(CurrentRow {
-                key: key.clone(),
-                meta: meta.clone(),
-                device_id: device_id.to_owned(),
-            });
-            p.state.keys.insert(key.clone(), meta);
+            };
+            if let Some(meta) = row.meta() {
+                p.keys.insert(key.clone(), meta);
+            }
+            p.history.push(row);
             KeyResult {
                 key,
                 version,
@@ -346,7 +355,7 @@ mod tests {
         );
         assert_eq!(p.history.len(), 3);
         assert_eq!(
-            p.current.len(),
+            p.current().len(),
             2,
             "a's first row replaced in the same group"
         );
@@ -410,7 +419,7 @@ mod tests {
         assert_eq!(p.history.len(), 1);
         assert_eq!(p.history[0].version, None);
         assert_eq!(p.history[0].value.as_deref(), Some("old"));
-        assert!(p.current.is_empty());
+        assert!(p.current().is_empty());
         let r = adopt(&mut s, p);
         let c = r[0].conflict.as_ref().unwrap();
         assert_eq!(c.winner, Winner::Stored);
@@ -497,7 +506,7 @@ mod tests {
         fn nothing_acknowledged_is_lost(groups in arb_writes()) {
             let mut s = UserState::default();
             let mut history: Vec<HistoryRow> = Vec::new();
-            let mut current: HashMap<String, CurrentRow> = HashMap::new();
+            let mut current: HashMap<String, HistoryRow> = HashMap::new();
             let mut last_version = 0;
             for group in groups {
                 let ops = group.iter().map(|w| single(Write {
@@ -514,7 +523,7 @@ mod tests {
                     }
                 }
                 history.extend(p.history.iter().cloned());
-                for c in &p.current {
+                for c in p.current() {
                     current.insert(c.key.clone(), c.clone());
                 }
                 let answers = adopt(&mut s, p);
@@ -530,7 +539,7 @@ mod tests {
             }
             for (key, meta) in &s.keys {
                 let row = &current[key];
-                prop_assert_eq!(&row.meta, meta);
+                prop_assert_eq!(row.meta(), Some(meta.clone()));
                 let h = history.iter().find(|h| h.hist_id == meta.hist_id).unwrap();
                 prop_assert_eq!(h.version, Some(meta.version));
                 prop_assert_eq!(&h.hash, &meta.hash);

@@ -367,8 +367,8 @@ pub async fn commit(
         &[
             uint(plan.prev_cursor),
             uint(plan.prev_hist_seq),
-            uint(plan.state.cursor),
-            uint(plan.state.hist_seq),
+            uint(plan.cursor),
+            uint(plan.hist_seq),
             uid.clone(),
         ],
     )?];
@@ -422,19 +422,19 @@ pub async fn commit(
         &mut statements,
     )?;
     let current = plan
-        .current
-        .iter()
-        .map(|c| {
+        .current()
+        .into_iter()
+        .map(|h| {
             (
                 vec![
                     uid.clone(),
-                    text(&c.key),
-                    uint(c.meta.version),
-                    uint(c.meta.hist_id),
-                    num(u8::from(c.meta.deleted)),
-                    int(c.meta.updated_at),
-                    text(&c.device_id),
-                    text(&c.meta.hash),
+                    text(&h.key),
+                    h.version.map_or(JsValue::NULL, uint),
+                    uint(h.hist_id),
+                    num(u8::from(h.value.is_none())),
+                    int(h.updated_at),
+                    text(&h.device_id),
+                    text(&h.hash),
                 ],
                 0,
             )

@@ -11,10 +11,9 @@ use super::router::{
 use super::{d1, http, now_ms};
 use crate::error::SyncError;
 use crate::hub::{self, Op, Shape, UserState};
-use crate::protocol::parse_json;
 use crate::protocol::{
-    ack_from_answer, parse_frame, BatchRequest, Change, Incoming, PresenceDevice, PutRequest,
-    ServerMessage, SnapshotResponse, WriteOptions, WS_PROTOCOL,
+    ack_from_answer, parse_frame, parse_json, BatchRequest, Change, Incoming, OkResponse,
+    PresenceDevice, PutRequest, ServerMessage, SnapshotResponse, WriteOptions, WS_PROTOCOL,
 };
 use crate::ratelimit::TokenBucket;
 use crate::route::{route, Route};
@@ -335,7 +334,7 @@ impl UserHub {
             let _ = ws.close(Some(CLOSE_REVOKED), Some("device signed out"));
         }
         self.broadcast_presence(|_, info| info.device_id == device_id);
-        http::json_string(200, "{\"success\":true}".into())
+        http::json(200, &OkResponse { success: true })
     }
 
     /// Sends the set of connected devices to every socket not `excluded`.

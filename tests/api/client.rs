@@ -126,12 +126,12 @@ impl Resp {
         Ok(())
     }
 
-    /// Asserts a JSON error: exact status, `success: false`, exact code, a
-    /// message, JSON content type, and never a token.
-    pub fn expect_error(&self, status: u16, code: &str) -> Result<Value, Failed> {
+    /// The JSON body, once the status is `status` (`expected` names it in the
+    /// failure) and the content type is JSON.
+    fn json_with_status(&self, status: u16, expected: &str) -> Result<Value, Failed> {
         if self.status != status {
             return Err(format!(
-                "{}: expected {status} {code}, got {}: {}",
+                "{}: expected {expected}, got {}: {}",
                 self.what,
                 self.status,
                 self.excerpt()
@@ -139,7 +139,13 @@ impl Resp {
             .into());
         }
         self.check_json_content_type()?;
-        let v = self.json()?;
+        self.json()
+    }
+
+    /// Asserts a JSON error: exact status, `success: false`, exact code, a
+    /// message, JSON content type, and never a token.
+    pub fn expect_error(&self, status: u16, code: &str) -> Result<Value, Failed> {
+        let v = self.json_with_status(status, &format!("{status} {code}"))?;
         let got_code = v["error"]["code"].as_str().unwrap_or("<missing>");
         if v["success"] != json!(false) || got_code != code {
             return Err(format!(
@@ -167,17 +173,7 @@ impl Resp {
 
     /// Asserts a successful JSON answer with `success: true`.
     pub fn expect_ok(&self, status: u16) -> Result<Value, Failed> {
-        if self.status != status {
-            return Err(format!(
-                "{}: expected {status}, got {}: {}",
-                self.what,
-                self.status,
-                self.excerpt()
-            )
-            .into());
-        }
-        self.check_json_content_type()?;
-        let v = self.json()?;
+        let v = self.json_with_status(status, &status.to_string())?;
         if v["success"] != json!(true) {
             return Err(format!("{}: success is not true: {}", self.what, self.excerpt()).into());
         }
