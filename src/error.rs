@@ -21,6 +21,9 @@ pub enum SyncError {
     InvalidCredentials,
     #[error("not found")]
     NotFound,
+    /// A thing the route names does not exist (a version, a device).
+    #[error("{0}")]
+    Missing(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("an account with this email already exists")]
@@ -58,7 +61,7 @@ impl SyncError {
             Self::OriginNotAllowed => 403,
             Self::UpgradeRequired => 426,
             Self::Unauthorized | Self::InvalidCredentials => 401,
-            Self::NotFound => 404,
+            Self::NotFound | Self::Missing(_) => 404,
             Self::MethodNotAllowed => 405,
             Self::EmailTaken => 409,
             Self::PayloadTooLarge { .. }
@@ -79,7 +82,7 @@ impl SyncError {
             Self::WeakPassword { .. } => "weak_password",
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials => "invalid_credentials",
-            Self::NotFound => "not_found",
+            Self::NotFound | Self::Missing(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
             Self::PayloadTooLarge { .. } => "payload_too_large",

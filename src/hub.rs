@@ -3,9 +3,9 @@
 //! `Plan` in one D1 transaction and only then adopts `Plan::state`.
 
 use crate::auth::sha256_hex;
-use crate::merge::{self, Decision, Side};
+use crate::merge::{self, Decision, Side, Version};
 use crate::protocol::{BatchResponse, Change, Conflict, Resolution, Winner, Write, WriteResponse};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What the hub remembers of a key's current value (never the value itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,8 +155,9 @@ struct KeyResult {
     conflict: Option<Conflict>,
 }
 
-/// Applies `ops` in order to a copy of `state`.
-pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
+/// Applies `ops` in order to a copy of `state`. `values` holds what
+/// `merge_inputs` asked for (missing entries only mean no merge).
+pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64, values: &Values) -> Plan {
     let mut p = Plan {
         cursor: state.cursor,
         hist_seq: state.hist_seq,
@@ -176,7 +177,7 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
         let results: Vec<KeyResult> = op
             .writes
             .into_iter()
-            .map(|w| apply_write(&mut p, index, w, &op.device_id, now_ms))
+            .map(|w| apply_write(&mut p, index, w, &op.device_id, now_ms, values))
             .collect();
         let answer = answer_json(op.shape, results, p.cursor);
         if let Some(rid) = op.request_id {
@@ -188,7 +189,14 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64) -> Plan {
     p
 }
 
-fn apply_write(p: &mut Plan, op: usize, w: Write, device_id: &str, now_ms: i64) -> KeyResult {
+fn apply_write(
+    p: &mut Plan,
+    op: usize,
+    w: Write,
+    device_id: &str,
+    now_ms: i64,
+    values: &Values,
+) -> KeyResult {
     let key = w.key.as_str().to_owned();
     let hash = value_hash(w.value.as_deref());
     let incoming_updated_at = merge::effective_updated_at(w.updated_at, now_ms);
@@ -208,9 +216,9 @@ fn apply_write(p: &mut Plan, op: usize, w: Write, device_id: &str, now_ms: i64) 
         merge::decide(stored_pair, &incoming, w.base_version)
     };
     let stored_version = stored.as_ref().map_or(0, |m| m.version);
-    let conflict_with = |winner: Winner, version: u64| Conflict {
+    let conflict = |resolution: Resolution, winner: Winner, version: u64| Conflict {
         key: key.clone(),
-        resolution: Resolution::LastWriteWins,
+        resolution,
         winner,
         version,
         stored_version,
@@ -218,60 +226,178 @@ fn apply_write(p: &mut Plan, op: usize, w: Write, device_id: &str, now_ms: i64) 
         incoming_updated_at,
         stored_updated_at: stored.as_ref().map_or(0, |m| m.updated_at),
     };
-    match decision {
-        Decision::Unchanged => KeyResult {
-            key: key.clone(),
-            version: stored_version,
-            applied: false,
-            conflict: None,
-        },
-        Decision::Reject => {
-            let conflict = conflict_with(Winner::Stored, stored_version);
-            p.hist_seq += 1;
-            p.history.push(HistoryRow {
-                op,
-                hist_id: p.hist_seq,
-                key: key.clone(),
-                version: None,
-                value: w.value,
-                hash,
-                updated_at: incoming_updated_at,
-                device_id: device_id.to_owned(),
-            });
-            KeyResult {
-                key,
-                version: stored_version,
-                applied: false,
-                conflict: Some(conflict),
+    let mut rows = Rows {
+        p,
+        op,
+        key: &key,
+        device_id,
+    };
+    let (version, applied, conflict) = match decision {
+        Decision::Unchanged => (stored_version, false, None),
+        Decision::Accept { conflict: false } => {
+            let version = rows.accept(w.value.clone(), hash, incoming_updated_at);
+            (version, true, None)
+        }
+        Decision::Reject | Decision::Accept { conflict: true } => {
+            let merged = stored
+                .as_ref()
+                .and_then(|s| try_merge(rows.p, values, &key, &w, s, incoming_updated_at));
+            match (merged, stored.as_ref()) {
+                (Some(m), Some(s)) => {
+                    let incoming = w.value.as_deref().unwrap_or_default();
+                    if m == incoming {
+                        let version = rows.accept(w.value.clone(), hash, incoming_updated_at);
+                        let c = conflict(Resolution::Merged, Winner::Incoming, version);
+                        (version, true, Some(c))
+                    } else {
+                        // What the user sent stays in history, merged or not.
+                        rows.keep_loser(w.value.clone(), hash, incoming_updated_at);
+                        let merged_hash = value_hash(Some(&m));
+                        if merged_hash == s.hash {
+                            let c = conflict(Resolution::Merged, Winner::Stored, stored_version);
+                            (stored_version, false, Some(c))
+                        } else {
+                            let at = incoming_updated_at.max(s.updated_at);
+                            let version = rows.accept(Some(m), merged_hash, at);
+                            let c = conflict(Resolution::Merged, Winner::Merged, version);
+                            (version, true, Some(c))
+                        }
+                    }
+                }
+                _ if decision == Decision::Reject => {
+                    rows.keep_loser(w.value.clone(), hash, incoming_updated_at);
+                    let c = conflict(Resolution::LastWriteWins, Winner::Stored, stored_version);
+                    (stored_version, false, Some(c))
+                }
+                _ => {
+                    let version = rows.accept(w.value.clone(), hash, incoming_updated_at);
+                    let c = conflict(Resolution::LastWriteWins, Winner::Incoming, version);
+                    (version, true, Some(c))
+                }
             }
         }
-        Decision::Accept { conflict } => {
-            p.cursor += 1;
-            p.hist_seq += 1;
-            let version = p.cursor;
-            let conflict = conflict.then(|| conflict_with(Winner::Incoming, version));
-            let row = HistoryRow {
-                op,
-                hist_id: p.hist_seq,
-                key: key.clone(),
-                version: Some(version),
-                value: w.value,
-                hash,
-                updated_at: incoming_updated_at,
-                device_id: device_id.to_owned(),
-            };
-            if let Some(meta) = row.meta() {
-                p.keys.insert(key.clone(), meta);
-            }
-            p.history.push(row);
-            KeyResult {
-                key,
-                version,
-                applied: true,
-                conflict,
-            }
+    };
+    KeyResult {
+        key,
+        version,
+        applied,
+        conflict,
+    }
+}
+
+/// Appends one write's history rows to a plan.
+struct Rows<'a> {
+    p: &'a mut Plan,
+    op: usize,
+    key: &'a str,
+    device_id: &'a str,
+}
+
+impl Rows<'_> {
+    fn push(&mut self, version: Option<u64>, value: Option<String>, hash: String, at: i64) {
+        self.p.hist_seq += 1;
+        let row = HistoryRow {
+            op: self.op,
+            hist_id: self.p.hist_seq,
+            key: self.key.to_owned(),
+            version,
+            value,
+            hash,
+            updated_at: at,
+            device_id: self.device_id.to_owned(),
+        };
+        if let Some(meta) = row.meta() {
+            self.p.keys.insert(self.key.to_owned(), meta);
+        }
+        self.p.history.push(row);
+    }
+
+    /// A new current value: the next version.
+    fn accept(&mut self, value: Option<String>, hash: String, at: i64) -> u64 {
+        self.p.cursor += 1;
+        let version = self.p.cursor;
+        self.push(Some(version), value, hash, at);
+        version
+    }
+
+    /// A value that never became current, kept so nothing typed is lost.
+    fn keep_loser(&mut self, value: Option<String>, hash: String, at: i64) {
+        self.push(None, value, hash, at);
+    }
+}
+
+/// The three-way merge of an array write with a stale base, when the base
+/// and the stored value are known (from this group or read beforehand).
+fn try_merge(
+    p: &Plan,
+    values: &Values,
+    key: &str,
+    w: &Write,
+    stored: &KeyMeta,
+    incoming_updated_at: i64,
+) -> Option<String> {
+    let incoming = w.value.as_deref()?;
+    let base_version = w.base_version?;
+    // A base from the future (the server was reset) is not trusted.
+    if stored.deleted || base_version == 0 || base_version >= stored.version {
+        return None;
+    }
+    let text_of = |version: u64| -> Option<&str> {
+        match p
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.key == key && h.version == Some(version))
+        {
+            Some(h) => h.value.as_deref(),
+            None => values.get(&(key.to_owned(), version))?.as_deref(),
+        }
+    };
+    merge::merge_by_id(
+        text_of(base_version)?,
+        Version {
+            text: text_of(stored.version)?,
+            updated_at: stored.updated_at,
+        },
+        Version {
+            text: incoming,
+            updated_at: incoming_updated_at,
+        },
+    )
+}
+
+/// Values of past versions a plan may merge against: (key, version) → the
+/// value (`None` for a deletion). The object reads them from D1 first.
+pub type Values = HashMap<(String, u64), Option<String>>;
+
+/// The (key, version) values `plan` needs for `ops`: for each write of an
+/// array whose base is behind the stored version (or whose key another write
+/// of the group also touches), its base and the key's current value.
+pub fn merge_inputs(state: &UserState, ops: &[Op]) -> Vec<(String, u64)> {
+    let writes = || ops.iter().flat_map(|o| &o.writes);
+    let mut per_key: HashMap<&str, usize> = HashMap::new();
+    for w in writes() {
+        *per_key.entry(w.key.as_str()).or_default() += 1;
+    }
+    let mut needed = BTreeSet::new();
+    for w in writes() {
+        let (Some(value), Some(base)) = (&w.value, w.base_version) else {
+            continue;
+        };
+        let Some(meta) = state.keys.get(w.key.as_str()) else {
+            continue;
+        };
+        let shared = per_key.get(w.key.as_str()).is_some_and(|n| *n > 1);
+        if !meta.deleted
+            && base > 0
+            && (base < meta.version || (shared && base == meta.version))
+            && value.trim_start().starts_with('[')
+        {
+            needed.insert((w.key.as_str().to_owned(), base));
+            needed.insert((w.key.as_str().to_owned(), meta.version));
         }
     }
+    needed.into_iter().collect()
 }
 
 fn answer_json(shape: Shape, mut results: Vec<KeyResult>, cursor: u64) -> String {
@@ -333,6 +459,11 @@ mod tests {
         }
     }
 
+    /// `plan` with no stored values to merge against.
+    fn plan_(s: &UserState, ops: Vec<Op>, now: i64) -> Plan {
+        plan(s, ops, now, &Values::new())
+    }
+
     fn adopt(state: &mut UserState, p: Plan) -> Vec<WriteResponse> {
         state
             .adopt(p)
@@ -344,7 +475,7 @@ mod tests {
     #[test]
     fn versions_increase_per_accepted_write() {
         let mut s = UserState::default();
-        let p = plan(
+        let p = plan_(
             &s,
             vec![
                 single(put("a", "1", None, Some(1)), None),
@@ -374,7 +505,7 @@ mod tests {
             base_version: Some(1),
             updated_at: None,
         };
-        let p = plan(
+        let p = plan_(
             &s,
             vec![
                 single(put("a", "1", None, None), None),
@@ -399,9 +530,9 @@ mod tests {
     #[test]
     fn identical_value_is_a_no_op() {
         let mut s = UserState::default();
-        let p = plan(&s, vec![single(put("a", "1", None, None), None)], 5);
+        let p = plan_(&s, vec![single(put("a", "1", None, None), None)], 5);
         adopt(&mut s, p);
-        let p = plan(&s, vec![single(put("a", "1", None, None), None)], 6);
+        let p = plan_(&s, vec![single(put("a", "1", None, None), None)], 6);
         assert!(!p.writes_anything());
         assert_eq!(adopt(&mut s, p)[0].version, 1);
     }
@@ -409,9 +540,9 @@ mod tests {
     #[test]
     fn stale_write_loses_and_is_kept() {
         let mut s = UserState::default();
-        let p = plan(&s, vec![single(put("a", "new", None, Some(50)), None)], 100);
+        let p = plan_(&s, vec![single(put("a", "new", None, Some(50)), None)], 100);
         adopt(&mut s, p);
-        let p = plan(
+        let p = plan_(
             &s,
             vec![single(put("a", "old", Some(0), Some(40)), None)],
             100,
@@ -430,7 +561,7 @@ mod tests {
     fn request_id_replays_first_answer() {
         let mut s = UserState::default();
         let op = single(put("a", "1", None, None), Some("r1"));
-        let p = plan(&s, vec![op.clone(), op.clone()], 5);
+        let p = plan_(&s, vec![op.clone(), op.clone()], 5);
         assert_eq!(
             p.history.len(),
             1,
@@ -440,7 +571,7 @@ mod tests {
         let first = p.replies[0].clone();
         adopt(&mut s, p);
         let again = single(put("a", "different", None, None), Some("r1"));
-        let p = plan(&s, vec![again], 6);
+        let p = plan_(&s, vec![again], 6);
         assert!(!p.writes_anything());
         assert_eq!(p.replies[0], first);
     }
@@ -448,7 +579,7 @@ mod tests {
     #[test]
     fn batch_answer_lists_versions_and_conflicts() {
         let mut s = UserState::default();
-        let p = plan(&s, vec![single(put("a", "x", None, Some(10)), None)], 100);
+        let p = plan_(&s, vec![single(put("a", "x", None, Some(10)), None)], 100);
         adopt(&mut s, p);
         let op = Op {
             device_id: "d".into(),
@@ -465,13 +596,102 @@ mod tests {
                 },
             ],
         };
-        let p = plan(&s, vec![op], 100);
+        let p = plan_(&s, vec![op], 100);
         let b: BatchResponse = serde_json::from_str(&p.replies[0]).unwrap();
         assert_eq!(b.synced, ["a", "b"]);
         assert_eq!(b.conflicts.len(), 1);
         assert_eq!(b.conflicts[0].winner, Winner::Incoming);
         assert_eq!(b.versions["c"], 0);
         assert_eq!(b.cursor, 3);
+    }
+
+    const BASE: &str = r#"[{"id":1,"t":"a"},{"id":2,"t":"b"}]"#;
+
+    /// A state where key "list" holds BASE at version 1.
+    fn with_list() -> (UserState, Values) {
+        let mut s = UserState::default();
+        let p = plan_(&s, vec![single(put("list", BASE, None, Some(1)), None)], 10);
+        adopt(&mut s, p);
+        let mut values = Values::new();
+        values.insert(("list".into(), 1), Some(BASE.into()));
+        (s, values)
+    }
+
+    #[test]
+    fn stale_array_writes_merge_by_id() {
+        let (mut s, mut values) = with_list();
+        let stored = r#"[{"id":1,"t":"a"},{"id":2,"t":"b"},{"id":3,"t":"c"}]"#;
+        let p = plan_(
+            &s,
+            vec![single(put("list", stored, Some(1), Some(20)), None)],
+            30,
+        );
+        adopt(&mut s, p);
+        values.insert(("list".into(), 2), Some(stored.into()));
+        let incoming = r#"[{"id":1,"t":"A"},{"id":2,"t":"b"}]"#;
+        let ops = vec![single(put("list", incoming, Some(1), Some(25)), None)];
+        assert_eq!(
+            merge_inputs(&s, &ops),
+            [("list".to_string(), 1), ("list".to_string(), 2)]
+        );
+        let p = plan(&s, ops, 30, &values);
+        assert_eq!(
+            p.history.len(),
+            2,
+            "the incoming value is kept, then the merge"
+        );
+        assert_eq!(p.history[0].version, None);
+        assert_eq!(p.history[0].value.as_deref(), Some(incoming));
+        let merged = p.history[1].value.clone().unwrap();
+        assert_eq!(
+            merged,
+            r#"[{"id":1,"t":"A"},{"id":2,"t":"b"},{"id":3,"t":"c"}]"#
+        );
+        let r = adopt(&mut s, p);
+        let c = r[0].conflict.as_ref().unwrap();
+        assert_eq!(
+            (c.resolution, c.winner, c.version),
+            (Resolution::Merged, Winner::Merged, 3)
+        );
+        assert_eq!(s.keys["list"].version, 3);
+    }
+
+    #[test]
+    fn concurrent_array_writes_in_one_group_merge() {
+        let (s, values) = with_list();
+        let a = r#"[{"id":1,"t":"a"},{"id":2,"t":"b"},{"id":3,"t":"from a"}]"#;
+        let b = r#"[{"id":2,"t":"b"}]"#;
+        let ops = vec![
+            single(put("list", a, Some(1), Some(20)), None),
+            single(put("list", b, Some(1), Some(21)), None),
+        ];
+        assert_eq!(merge_inputs(&s, &ops), [("list".to_string(), 1)]);
+        let p = plan(&s, ops, 30, &values);
+        let current = p.current();
+        // b removed 1, a added 3: both hold.
+        assert_eq!(
+            current[0].value.as_deref(),
+            Some(r#"[{"id":2,"t":"b"},{"id":3,"t":"from a"}]"#)
+        );
+    }
+
+    #[test]
+    fn without_a_base_array_writes_fall_back_to_lww() {
+        let (s, _) = with_list();
+        let incoming = r#"[{"id":9}]"#;
+        let p = plan_(
+            &s,
+            vec![single(put("list", incoming, Some(0), Some(20)), None)],
+            30,
+        );
+        let r: WriteResponse = serde_json::from_str(&p.replies[0]).unwrap();
+        assert_eq!(r.conflict.unwrap().resolution, Resolution::LastWriteWins);
+        // A base from the future is not used either.
+        let ops = vec![single(put("list", incoming, Some(7), Some(20)), None)];
+        assert!(merge_inputs(&s, &ops).is_empty());
+        // Nor is anything for values that are not arrays.
+        let ops = vec![single(put("list", "{}", Some(0), Some(20)), None)];
+        assert!(merge_inputs(&s, &ops).is_empty());
     }
 
     #[derive(Debug, Clone)]
@@ -515,7 +735,7 @@ mod tests {
                     base_version: w.base,
                     updated_at: Some(w.t),
                 }, None)).collect();
-                let p = plan(&s, ops, 10);
+                let p = plan_(&s, ops, 10);
                 for h in &p.history {
                     if let Some(v) = h.version {
                         prop_assert!(v > last_version);

@@ -13,6 +13,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_KEY_BYTES: usize = 256;
 /// Keys per `POST /api/sync`: keeps one batch inside D1's per-invocation limits.
 pub const MAX_BATCH_KEYS: usize = 64;
+/// Keys one import may hold (all land in one transaction).
+pub const MAX_IMPORT_KEYS: usize = 1000;
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// A password longer than this is surely not typed; it only costs hashing time.
 pub const MAX_PASSWORD_BYTES: usize = 1024;

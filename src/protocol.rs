@@ -176,6 +176,8 @@ impl BatchRequest {
 #[serde(rename_all = "kebab-case")]
 pub enum Resolution {
     LastWriteWins,
+    /// Both sides were arrays of objects with an `id`: merged three-way.
+    Merged,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +187,8 @@ pub enum Winner {
     Incoming,
     /// The stored value stayed; the incoming one is kept in history.
     Stored,
+    /// A merge of both became current; the incoming value is kept in history.
+    Merged,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +234,142 @@ pub struct SnapshotResponse {
     pub deleted: Vec<String>,
     pub cursor: u64,
     pub last_sync: String,
+}
+
+// ------------------------------------------------- history, backup, devices
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub version: u64,
+    pub updated_at: i64,
+    pub device_id: String,
+    /// `None` when the device that wrote it is unknown.
+    pub device_name: Option<String>,
+    pub deleted: bool,
+    /// Bytes of the value (0 for a deletion).
+    pub size: u64,
+    /// This is the key's current version.
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryResponse {
+    pub success: bool,
+    pub key: String,
+    /// Newest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryValueResponse {
+    pub success: bool,
+    pub key: String,
+    pub version: u64,
+    pub value: Option<String>,
+    pub deleted: bool,
+    pub updated_at: i64,
+    pub device_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRequest {
+    pub version: u64,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+impl RestoreRequest {
+    pub fn validate(&self) -> Result<(), SyncError> {
+        if self.version == 0 {
+            return Err(SyncError::InvalidRequest(
+                "version must be a positive integer".into(),
+            ));
+        }
+        check_request_id(&self.request_id)
+    }
+}
+
+pub const EXPORT_FORMAT: &str = "alternassist-sync-export";
+pub const EXPORT_FORMAT_VERSION: u64 = 1;
+
+/// A backup of a user's current data: what `GET /api/export` writes and
+/// `POST /api/import` reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportDocument {
+    pub format: String,
+    pub format_version: u64,
+    #[serde(default)]
+    pub exported_at: Option<String>,
+    pub data: BTreeMap<String, String>,
+    #[serde(default)]
+    pub versions: BTreeMap<String, u64>,
+}
+
+impl ExportDocument {
+    /// The document's keys as writes based on the versions it was exported
+    /// at (so merge and conflict rules apply), or why it is not an export.
+    pub fn into_writes(self) -> Result<Vec<Write>, SyncError> {
+        if self.format != EXPORT_FORMAT {
+            return Err(SyncError::InvalidRequest(format!(
+                "not an export: format must be {EXPORT_FORMAT:?}"
+            )));
+        }
+        if self.format_version != EXPORT_FORMAT_VERSION {
+            return Err(SyncError::InvalidRequest(format!(
+                "unsupported formatVersion {} (this server reads {EXPORT_FORMAT_VERSION})",
+                self.format_version
+            )));
+        }
+        if self.data.len() > model::MAX_IMPORT_KEYS {
+            return Err(SyncError::InvalidRequest(format!(
+                "an import holds at most {} keys, got {}",
+                model::MAX_IMPORT_KEYS,
+                self.data.len()
+            )));
+        }
+        if let Some(stray) = self.versions.keys().find(|k| !self.data.contains_key(*k)) {
+            return Err(SyncError::InvalidRequest(format!(
+                "versions names key {stray:?}, which data does not hold"
+            )));
+        }
+        let mut writes = Vec::with_capacity(self.data.len());
+        for (raw, value) in self.data {
+            let key = Key::parse(&raw)?;
+            model::check_value(&key, &value)?;
+            writes.push(Write {
+                base_version: self.versions.get(&raw).copied(),
+                updated_at: None,
+                key,
+                value: Some(value),
+            });
+        }
+        Ok(writes)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// The device making this request.
+    pub current: bool,
+    /// Has a live WebSocket now.
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicesResponse {
+    pub success: bool,
+    pub devices: Vec<DeviceInfo>,
 }
 
 // ------------------------------------------------------------ WebSocket

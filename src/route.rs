@@ -19,20 +19,36 @@ pub enum Route {
     Batch,
     Put(Key),
     Delete(Key),
+    /// `GET /api/sync/:key/history[?before=V&limit=N]`: newest first.
+    History {
+        key: Key,
+        before: Option<u64>,
+        limit: usize,
+    },
+    /// `GET /api/sync/:key/history/:version`
+    HistoryVersion {
+        key: Key,
+        version: u64,
+    },
+    /// `POST /api/sync/:key/restore`
+    Restore(Key),
+    /// `GET /api/export`
+    Export,
+    /// `POST /api/import`
+    Import,
+    /// `GET /api/devices`
+    Devices,
+    /// `DELETE /api/devices/:id`
+    RevokeDevice(String),
     /// `GET /api/ws`: the live WebSocket.
     Socket,
+    /// `GET /api/openapi.yaml`: the API description; no token needed.
+    OpenApi,
 }
 
-impl Route {
-    /// Routes served by the user's Durable Object.
-    pub fn is_hub(&self) -> bool {
-        !matches!(self, Route::Register | Route::Login | Route::Logout)
-    }
-
-    pub fn writes(&self) -> bool {
-        matches!(self, Route::Batch | Route::Put(_) | Route::Delete(_))
-    }
-}
+/// History entries one request returns unless it asks for fewer.
+pub const HISTORY_PAGE: usize = 100;
+pub const MAX_HISTORY_PAGE: usize = 1000;
 
 /// `path` is the raw (still percent-encoded) URL path, `query` the raw query.
 pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, SyncError> {
@@ -50,6 +66,14 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
         ["api", "auth", "login"] => allow(&["POST"], Route::Login),
         ["api", "auth", "logout"] => allow(&["POST"], Route::Logout),
         ["api", "ws"] => allow(&["GET"], Route::Socket),
+        ["api", "openapi.yaml"] => allow(&["GET"], Route::OpenApi),
+        ["api", "export"] => allow(&["GET"], Route::Export),
+        ["api", "import"] => allow(&["POST"], Route::Import),
+        ["api", "devices"] => allow(&["GET"], Route::Devices),
+        ["api", "devices", raw_id] => {
+            let id = percent_decode_str(raw_id).decode_utf8_lossy().into_owned();
+            allow(&["DELETE"], Route::RevokeDevice(id))
+        }
         ["api", "sync"] => match method.as_str() {
             "GET" => Ok(Route::Snapshot {
                 since: parse_since(query)?,
@@ -65,8 +89,64 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
                 _ => Err(SyncError::MethodNotAllowed),
             }
         }
+        ["api", "sync", raw_key, "history"] => {
+            let key = decode_key(raw_key)?;
+            let (before, limit) = parse_page(query)?;
+            allow(&["GET"], Route::History { key, before, limit })
+        }
+        ["api", "sync", raw_key, "history", raw_version] => {
+            let key = decode_key(raw_key)?;
+            let version = raw_version
+                .parse::<u64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    SyncError::InvalidRequest("version must be a positive integer".into())
+                })?;
+            allow(&["GET"], Route::HistoryVersion { key, version })
+        }
+        ["api", "sync", raw_key, "restore"] => {
+            let key = decode_key(raw_key)?;
+            allow(&["POST"], Route::Restore(key))
+        }
         _ => Err(SyncError::NotFound),
     }
+}
+
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// `before` (a version) and `limit` of a history page.
+fn parse_page(query: Option<&str>) -> Result<(Option<u64>, usize), SyncError> {
+    let mut before = None;
+    let mut limit = HISTORY_PAGE;
+    for (name, value) in query_pairs(query) {
+        match name {
+            "before" => {
+                before = Some(value.parse().map_err(|_| {
+                    SyncError::InvalidRequest("before must be a non-negative integer".into())
+                })?)
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        SyncError::InvalidRequest(format!(
+                            "limit must be an integer from 1 to {MAX_HISTORY_PAGE}"
+                        ))
+                    })?
+            }
+            _ => {}
+        }
+    }
+    Ok((before, limit))
 }
 
 fn decode_key(raw: &str) -> Result<Key, SyncError> {
@@ -78,8 +158,7 @@ fn decode_key(raw: &str) -> Result<Key, SyncError> {
 
 fn parse_since(query: Option<&str>) -> Result<u64, SyncError> {
     let mut since = 0;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (name, value) in query_pairs(query) {
         if name == "since" {
             since = value.parse().map_err(|_| {
                 SyncError::InvalidRequest("since must be a non-negative integer".into())
@@ -122,6 +201,41 @@ mod tests {
             route("DELETE", "/api/sync/a%2Fb%20%F0%9F%99%82", None),
             Ok(Route::Delete(key("a/b 🙂")))
         );
+        assert_eq!(
+            route("GET", "/api/sync/k%2F1/history", Some("before=9&limit=5")),
+            Ok(Route::History {
+                key: key("k/1"),
+                before: Some(9),
+                limit: 5
+            })
+        );
+        assert_eq!(
+            route("GET", "/api/sync/k/history", None),
+            Ok(Route::History {
+                key: key("k"),
+                before: None,
+                limit: HISTORY_PAGE
+            })
+        );
+        assert_eq!(
+            route("GET", "/api/sync/k/history/12", None),
+            Ok(Route::HistoryVersion {
+                key: key("k"),
+                version: 12
+            })
+        );
+        assert_eq!(
+            route("POST", "/api/sync/k/restore", None),
+            Ok(Route::Restore(key("k")))
+        );
+        assert_eq!(route("GET", "/api/export", None), Ok(Route::Export));
+        assert_eq!(route("POST", "/api/import", None), Ok(Route::Import));
+        assert_eq!(route("GET", "/api/devices", None), Ok(Route::Devices));
+        assert_eq!(
+            route("DELETE", "/api/devices/ab%20c", None),
+            Ok(Route::RevokeDevice("ab c".into()))
+        );
+        assert_eq!(route("GET", "/api/openapi.yaml", None), Ok(Route::OpenApi));
     }
 
     #[test]
@@ -158,6 +272,32 @@ mod tests {
                 .code(),
             "invalid_key"
         );
+        assert_eq!(
+            route("PUT", "/api/sync/k/history", None),
+            Err(SyncError::MethodNotAllowed)
+        );
+        assert_eq!(
+            route("GET", "/api/devices/x/y", None),
+            Err(SyncError::NotFound)
+        );
+        for v in ["0", "-1", "x", "", "1.5", "99999999999999999999"] {
+            assert_eq!(
+                route("GET", &format!("/api/sync/k/history/{v}"), None)
+                    .unwrap_err()
+                    .code(),
+                "invalid_request",
+                "version {v:?}"
+            );
+        }
+        for q in ["limit=0", "limit=1001", "limit=x", "before=-2"] {
+            assert_eq!(
+                route("GET", "/api/sync/k/history", Some(q))
+                    .unwrap_err()
+                    .code(),
+                "invalid_request",
+                "{q}"
+            );
+        }
         for q in ["since=-1", "since=abc", "since="] {
             assert_eq!(
                 route("GET", "/api/sync", Some(q)).unwrap_err().code(),

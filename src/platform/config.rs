@@ -10,6 +10,15 @@ pub struct Config {
     pub registrations_per_ip: u32,
     pub write_burst: u32,
     pub writes_per_minute: u32,
+    pub retention: Retention,
+}
+
+/// How much history to keep per key: a version is dropped only once it is
+/// neither among the key's newest `versions` nor younger than `max_age_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub versions: u32,
+    pub max_age_ms: i64,
 }
 
 fn var<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
@@ -38,6 +47,11 @@ impl Config {
             registrations_per_ip: var(env, "REGISTRATIONS_PER_IP", 30),
             write_burst: var(env, "WRITE_BURST", 300),
             writes_per_minute: var(env, "WRITES_PER_MINUTE", 600),
+            retention: Retention {
+                // The current version is always kept.
+                versions: var(env, "HISTORY_VERSIONS", 50u32).max(1),
+                max_age_ms: var(env, "HISTORY_DAYS", 30i64).max(0) * 86_400_000,
+            },
         }
     }
 

@@ -1,9 +1,10 @@
 //! Every D1 statement the service runs, in one place.
 
+use super::config::Retention;
 use crate::error::SyncError;
-use crate::hub::{KeyMeta, Plan, UserState};
+use crate::hub::{KeyMeta, Plan, UserState, Values};
 use crate::model::{split_chunks, CHUNK_BYTES};
-use crate::protocol::Change;
+use crate::protocol::{Change, DeviceInfo, HistoryEntry};
 use crate::ratelimit::{Window, WINDOW_MS};
 use crate::sqlgen::{pack_rows, values_placeholders};
 use serde::Deserialize;
@@ -172,16 +173,64 @@ pub async fn user_by_email(db: &D1Database, email: &str) -> Result<Option<UserRo
     .map_err(db_err("user lookup"))
 }
 
-pub async fn revoke_device(db: &D1Database, id: &str, now: i64) -> Result<(), SyncError> {
-    stmt(
+/// Signs a device of `user_id` out; `false` when it has no such live device.
+pub async fn revoke_device(
+    db: &D1Database,
+    user_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, SyncError> {
+    let result = stmt(
         db,
-        "UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-        &[int(now), text(id)],
+        "UPDATE devices SET revoked_at = ? \
+         WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+        &[int(now), text(id), text(user_id), int(now)],
     )?
     .run()
     .await
     .map_err(db_err("revoke device"))?;
-    Ok(())
+    let changes = result
+        .meta()
+        .map_err(db_err("revoke device"))?
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    Ok(changes > 0)
+}
+
+#[derive(Deserialize)]
+struct DeviceListRow {
+    id: String,
+    name: String,
+    created_at: f64,
+    last_seen_at: f64,
+}
+
+/// The user's signed-in devices, oldest first; `online` is left false.
+pub async fn devices(
+    db: &D1Database,
+    user_id: &str,
+    now: i64,
+) -> Result<Vec<DeviceInfo>, SyncError> {
+    let r = stmt(
+        db,
+        "SELECT id, name, created_at, last_seen_at FROM devices \
+         WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, id",
+        &[text(user_id), int(now)],
+    )?
+    .all()
+    .await
+    .map_err(db_err("devices"))?;
+    Ok(rows::<DeviceListRow>(&r)?
+        .into_iter()
+        .map(|d| DeviceInfo {
+            id: d.id,
+            name: d.name,
+            created_at: d.created_at as i64,
+            last_seen_at: d.last_seen_at as i64,
+            current: false,
+            online: false,
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -357,6 +406,7 @@ pub async fn commit(
     user_id: &str,
     plan: &Plan,
     now: i64,
+    retention: Retention,
 ) -> Result<(), SyncError> {
     let uid = text(user_id);
     let mut statements = vec![stmt(
@@ -468,6 +518,7 @@ pub async fn commit(
         requests,
         &mut statements,
     )?;
+    prune_history(db, user_id, plan, now, retention, &mut statements)?;
 
     db.batch(statements).await.map_err(|e| {
         let msg = e.to_string();
@@ -478,6 +529,193 @@ pub async fn commit(
         }
     })?;
     Ok(())
+}
+
+/// Rows of the written keys' history that retention lets go: older than
+/// the key's newest `versions` versions and older than `max_age_ms`. The
+/// current version is always among the newest, so it always stays.
+const DOOMED_HISTORY: &str = "WITH t AS MATERIALIZED (\
+       SELECT k.value AS key, (SELECT x.id FROM sync_history x \
+         WHERE x.user_id = ?1 AND x.key = k.value AND x.version IS NOT NULL \
+         ORDER BY x.id DESC LIMIT 1 OFFSET ?2) AS keep_from \
+       FROM json_each(?3) k), \
+     doomed AS (SELECT h.id FROM sync_history h JOIN t ON h.key = t.key \
+       WHERE h.user_id = ?1 AND h.id < t.keep_from AND h.created_at < ?4)";
+
+fn prune_history(
+    db: &D1Database,
+    user_id: &str,
+    plan: &Plan,
+    now: i64,
+    retention: Retention,
+    out: &mut Vec<D1PreparedStatement>,
+) -> Result<(), SyncError> {
+    let mut keys: Vec<&str> = plan
+        .history
+        .iter()
+        .filter(|h| h.version.is_some())
+        .map(|h| h.key.as_str())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let keys = serde_json::to_string(&keys).map_err(|e| SyncError::Internal(e.to_string()))?;
+    let params = [
+        text(user_id),
+        num(retention.versions.saturating_sub(1)),
+        text(&keys),
+        int(now - retention.max_age_ms),
+    ];
+    for target in [
+        "DELETE FROM sync_chunks WHERE user_id = ?1 AND hist_id IN (SELECT id FROM doomed)",
+        "DELETE FROM sync_history WHERE user_id = ?1 AND id IN (SELECT id FROM doomed)",
+    ] {
+        out.push(stmt(db, &format!("{DOOMED_HISTORY} {target}"), &params)?);
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct HistoryRowOut {
+    version: f64,
+    updated_at: f64,
+    device_id: String,
+    device_name: Option<String>,
+    deleted: f64,
+    size: f64,
+    current: f64,
+}
+
+/// A key's retained versions, newest first, below `before` when given.
+pub async fn history(
+    db: &D1Database,
+    user_id: &str,
+    key: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<HistoryEntry>, SyncError> {
+    // Versions stay below 2^53; "no bound" is one past any of them.
+    let before = before.unwrap_or(1 << 53);
+    let r = stmt(
+        db,
+        "SELECT h.version, h.updated_at, h.device_id, d.name AS device_name, h.deleted, h.size, \
+           (h.id = (SELECT s.hist_id FROM sync_data s WHERE s.user_id = h.user_id AND s.key = h.key)) AS current \
+         FROM sync_history h LEFT JOIN devices d ON d.id = h.device_id \
+         WHERE h.user_id = ? AND h.key = ? AND h.version IS NOT NULL AND h.version < ? \
+         ORDER BY h.id DESC LIMIT ?",
+        &[text(user_id), text(key), uint(before), uint(limit as u64)],
+    )?
+    .all()
+    .await
+    .map_err(db_err("history"))?;
+    Ok(rows::<HistoryRowOut>(&r)?
+        .into_iter()
+        .map(|h| HistoryEntry {
+            version: h.version as u64,
+            updated_at: h.updated_at as i64,
+            device_id: h.device_id,
+            device_name: h.device_name,
+            deleted: h.deleted != 0.0,
+            size: h.size as u64,
+            current: h.current != 0.0,
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct VersionRow {
+    id: f64,
+    key: String,
+    version: f64,
+    deleted: f64,
+    updated_at: f64,
+    device_id: String,
+    data: Option<String>,
+}
+
+/// One retained version of a key.
+pub struct StoredVersion {
+    pub value: Option<String>,
+    pub updated_at: i64,
+    pub device_id: String,
+}
+
+/// Each asked-for (key, version) that history still holds.
+pub async fn versions(
+    db: &D1Database,
+    user_id: &str,
+    wanted: &[(String, u64)],
+) -> Result<HashMap<(String, u64), StoredVersion>, SyncError> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let pairs = serde_json::to_string(wanted).map_err(|e| SyncError::Internal(e.to_string()))?;
+    // Each pair is found through the (user_id, key, id) index.
+    const PAIRS: &str = "FROM json_each(?2) p JOIN sync_history h ON h.user_id = ?1 \
+        AND h.key = json_extract(p.value, '$[0]') AND h.version = json_extract(p.value, '$[1]')";
+    let params = [text(user_id), text(&pairs)];
+    let results = db
+        .batch(vec![
+            stmt(
+                db,
+                &format!("SELECT h.id, h.key, h.version, h.deleted, h.updated_at, h.device_id, h.data {PAIRS}"),
+                &params,
+            )?,
+            stmt(
+                db,
+                &format!(
+                    "SELECT c.hist_id, c.data {PAIRS} \
+                     JOIN sync_chunks c ON c.user_id = h.user_id AND c.hist_id = h.id \
+                     ORDER BY c.hist_id, c.idx"
+                ),
+                &params,
+            )?,
+        ])
+        .await
+        .map_err(db_err("versions"))?;
+    let [found, chunks] = results.as_slice() else {
+        return Err(SyncError::Internal("versions: wrong result count".into()));
+    };
+    let mut extra: HashMap<u64, Vec<String>> = HashMap::new();
+    for c in rows::<ChunkRow>(chunks)? {
+        extra.entry(c.hist_id as u64).or_default().push(c.data);
+    }
+    Ok(rows::<VersionRow>(found)?
+        .into_iter()
+        .map(|r| {
+            let value =
+                (r.deleted == 0.0).then(|| join_chunks(r.data, extra.remove(&(r.id as u64))));
+            (
+                (r.key, r.version as u64),
+                StoredVersion {
+                    value,
+                    updated_at: r.updated_at as i64,
+                    device_id: r.device_id,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The values `hub::merge_inputs` asked for.
+pub async fn merge_values(
+    db: &D1Database,
+    user_id: &str,
+    wanted: &[(String, u64)],
+) -> Result<Values, SyncError> {
+    Ok(versions(db, user_id, wanted)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect())
+}
+
+fn join_chunks(first: Option<String>, rest: Option<Vec<String>>) -> String {
+    let mut v = first.unwrap_or_default();
+    v.extend(rest.into_iter().flatten());
+    v
 }
 
 #[derive(Deserialize)]
@@ -542,13 +780,8 @@ pub async fn changes_since(
     let changes = rows::<CurrentRow>(current)?
         .into_iter()
         .map(|r| {
-            let value = (r.deleted == 0.0).then(|| {
-                let mut v = r.data.unwrap_or_default();
-                if let Some(rest) = extra.remove(&(r.hist_id as u64)) {
-                    v.extend(rest);
-                }
-                v
-            });
+            let value =
+                (r.deleted == 0.0).then(|| join_chunks(r.data, extra.remove(&(r.hist_id as u64))));
             Change {
                 key: r.key,
                 deleted: value.is_none(),

@@ -12,8 +12,10 @@ use super::{d1, http, now_ms};
 use crate::error::SyncError;
 use crate::hub::{self, Op, Shape, UserState};
 use crate::protocol::{
-    ack_from_answer, parse_frame, parse_json, BatchRequest, Change, Incoming, OkResponse,
-    PresenceDevice, PutRequest, ServerMessage, SnapshotResponse, WriteOptions, WS_PROTOCOL,
+    ack_from_answer, parse_frame, parse_json, BatchRequest, Change, DevicesResponse,
+    ExportDocument, HistoryResponse, HistoryValueResponse, Incoming, OkResponse, PresenceDevice,
+    PutRequest, RestoreRequest, ServerMessage, SnapshotResponse, Write, WriteOptions,
+    EXPORT_FORMAT, EXPORT_FORMAT_VERSION, WS_PROTOCOL,
 };
 use crate::ratelimit::TokenBucket;
 use crate::route::{route, Route};
@@ -215,7 +217,80 @@ impl UserHub {
                 let (writes, rid) = b.into_writes()?;
                 op(Shape::Batch, writes, rid)
             }
-            Route::Register | Route::Login | Route::Logout => return Err(SyncError::NotFound),
+            Route::History { key, before, limit } => {
+                let history = d1::history(&db, &user_id, key.as_str(), before, limit).await?;
+                return Ok(http::json(
+                    200,
+                    &HistoryResponse {
+                        success: true,
+                        key: key.as_str().to_owned(),
+                        history,
+                    },
+                ));
+            }
+            Route::HistoryVersion { key, version } => {
+                let v = self
+                    .stored_version(&db, &user_id, key.as_str(), version)
+                    .await?;
+                return Ok(http::json(
+                    200,
+                    &HistoryValueResponse {
+                        success: true,
+                        key: key.as_str().to_owned(),
+                        version,
+                        deleted: v.value.is_none(),
+                        value: v.value,
+                        updated_at: v.updated_at,
+                        device_id: v.device_id,
+                    },
+                ));
+            }
+            Route::Restore(key) => {
+                let r: RestoreRequest = parse_json(&body)?;
+                r.validate()?;
+                let v = self
+                    .stored_version(&db, &user_id, key.as_str(), r.version)
+                    .await?;
+                // Based on the current version: a restore is a deliberate
+                // edit, not a conflict (one arriving meanwhile still is).
+                let current = self
+                    .state_of(&db, &user_id)
+                    .await?
+                    .keys
+                    .get(key.as_str())
+                    .map(|m| m.version);
+                let write = Write {
+                    key,
+                    value: v.value,
+                    base_version: current,
+                    updated_at: None,
+                };
+                op(Shape::Single, vec![write], r.request_id)
+            }
+            Route::Import => {
+                let doc: ExportDocument = parse_json(&body)?;
+                op(Shape::Batch, doc.into_writes()?, None)
+            }
+            Route::Export => return self.export(&db, &user_id).await,
+            Route::Devices => {
+                let mut devices = d1::devices(&db, &user_id, now_ms()).await?;
+                for d in &mut devices {
+                    d.current = d.id == device_id;
+                    d.online = !self.state.get_websockets_with_tag(&d.id).is_empty();
+                }
+                return Ok(http::json(
+                    200,
+                    &DevicesResponse {
+                        success: true,
+                        devices,
+                    },
+                ));
+            }
+            Route::Register
+            | Route::Login
+            | Route::Logout
+            | Route::RevokeDevice(_)
+            | Route::OpenApi => return Err(SyncError::NotFound),
         };
         let answer = self.submit(&db, &user_id, op, None).await?;
         Ok(http::json_string(200, answer))
@@ -261,6 +336,50 @@ impl UserHub {
             }
         }
         Ok(http::json(200, &resp))
+    }
+
+    async fn stored_version(
+        &self,
+        db: &D1Database,
+        user_id: &str,
+        key: &str,
+        version: u64,
+    ) -> Result<d1::StoredVersion, SyncError> {
+        let wanted = (key.to_owned(), version);
+        d1::versions(db, user_id, std::slice::from_ref(&wanted))
+            .await?
+            .remove(&wanted)
+            .ok_or_else(|| {
+                SyncError::Missing(format!(
+                    "version {version} of key {key:?} is not in history"
+                ))
+            })
+    }
+
+    /// The current data as a backup document, downloaded as a file.
+    async fn export(&self, db: &D1Database, user_id: &str) -> Result<Response, SyncError> {
+        let (_, changes) = d1::changes_since(db, user_id, 0).await?;
+        let mut doc = ExportDocument {
+            format: EXPORT_FORMAT.to_owned(),
+            format_version: EXPORT_FORMAT_VERSION,
+            exported_at: Some(iso8601(now_ms())),
+            data: Default::default(),
+            versions: Default::default(),
+        };
+        for c in changes {
+            if let Some(value) = c.value {
+                doc.versions.insert(c.key.clone(), c.version);
+                doc.data.insert(c.key, value);
+            }
+        }
+        let resp = http::json(200, &doc);
+        resp.headers()
+            .set(
+                "content-disposition",
+                "attachment; filename=\"alternassist-sync-export.json\"",
+            )
+            .map_err(|e| SyncError::Internal(format!("header: {e}")))?;
+        Ok(resp)
     }
 
     // ------------------------------------------------------------ sockets
@@ -469,27 +588,33 @@ impl UserHub {
         }
     }
 
+    /// The hub's state, loaded from D1 the first time (and after a failed
+    /// commit dropped it).
+    async fn state_of(
+        &self,
+        db: &D1Database,
+        user_id: &str,
+    ) -> Result<std::cell::Ref<'_, UserState>, SyncError> {
+        if self.inner.borrow().hub.is_none() {
+            let state = d1::load_state(db, user_id, now_ms()).await?;
+            self.inner.borrow_mut().hub.get_or_insert(state);
+        }
+        std::cell::Ref::filter_map(self.inner.borrow(), |i| i.hub.as_ref())
+            .map_err(|_| SyncError::Internal("hub state missing".into()))
+    }
+
     async fn commit_group(
         &self,
         db: &D1Database,
         user_id: &str,
         ops: Vec<Op>,
     ) -> Result<(Vec<String>, Vec<(usize, Change)>), SyncError> {
-        if self.inner.borrow().hub.is_none() {
-            let state = d1::load_state(db, user_id, now_ms()).await?;
-            self.inner.borrow_mut().hub = Some(state);
-        }
+        let wanted = hub::merge_inputs(&*self.state_of(db, user_id).await?, &ops);
+        let values = d1::merge_values(db, user_id, &wanted).await?;
         let now = now_ms();
-        let plan = {
-            let inner = self.inner.borrow();
-            let state = inner
-                .hub
-                .as_ref()
-                .ok_or_else(|| SyncError::Internal("hub state missing".into()))?;
-            hub::plan(state, ops, now)
-        };
+        let plan = hub::plan(&*self.state_of(db, user_id).await?, ops, now, &values);
         if plan.writes_anything() {
-            d1::commit(db, user_id, &plan, now).await?;
+            d1::commit(db, user_id, &plan, now, self.config.retention).await?;
         }
         let changes = plan.changes();
         let mut inner = self.inner.borrow_mut();

@@ -7,13 +7,17 @@ use serde::Serialize;
 use worker::{Headers, Request, Response};
 
 pub fn json_string(status: u16, body: String) -> Response {
+    text(status, "application/json; charset=utf-8", body)
+}
+
+pub fn text(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
     let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json; charset=utf-8");
+    let _ = headers.set("content-type", content_type);
     let _ = headers.set("cache-control", "no-store");
     Response::builder()
         .with_status(status)
         .with_headers(headers)
-        .fixed(body.into_bytes())
+        .fixed(body.into())
 }
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response {

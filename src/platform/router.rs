@@ -64,15 +64,18 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
         Route::Login => login(req, &db, config).await,
         Route::Logout => {
             let id = authenticate(req, &db, config).await?;
-            d1::revoke_device(&db, &id.device_id, now_ms()).await?;
-            // Close the device's live sockets; the revocation already holds
-            // for every new request, so a failure here is only logged.
-            let target = hub_target(&url, None);
-            if let Err(e) = forward(env, &id, "POST", &target, None, Some(INTERNAL_REVOKE)).await {
-                worker::console_error!("closing sockets of a revoked device: {e}");
-            }
-            Ok(http::json(200, &OkResponse { success: true }))
+            let device = id.device_id.clone();
+            revoke(env, &db, id, &device).await
         }
+        Route::RevokeDevice(device) => {
+            let id = authenticate(req, &db, config).await?;
+            revoke(env, &db, id, &device).await
+        }
+        Route::OpenApi => Ok(http::text(
+            200,
+            "application/yaml; charset=utf-8",
+            OPENAPI_YAML,
+        )),
         Route::Socket => {
             let id = authenticate_socket(req, &url, &db, config).await?;
             let headers = Headers::new();
@@ -93,6 +96,35 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             forward(env, &id, &method, &target, body, None).await
         }
     }
+}
+
+/// The API description, shipped inside the Worker so it always matches it.
+const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
+/// Signs `device` of the caller's user out and closes its sockets. Another
+/// user's device is answered like one that does not exist.
+async fn revoke(
+    env: &Env,
+    db: &D1Database,
+    caller: Identity,
+    device: &str,
+) -> Result<Response, SyncError> {
+    if !d1::revoke_device(db, &caller.user_id, device, now_ms()).await? {
+        return Err(SyncError::Missing(format!(
+            "no signed-in device {device:?} on this account"
+        )));
+    }
+    // The revocation already holds for every new request; closing the live
+    // sockets can only fail if the object is unreachable, so it is logged.
+    let target = Identity {
+        device_id: device.to_owned(),
+        ..caller
+    };
+    let path = "https://user-hub/api/devices";
+    if let Err(e) = forward(env, &target, "POST", path, None, Some(INTERNAL_REVOKE)).await {
+        worker::console_error!("closing sockets of a revoked device: {e}");
+    }
+    Ok(http::json(200, &OkResponse { success: true }))
 }
 
 /// The WebSocket handshake: Origin allow-list (requests without Origin, like

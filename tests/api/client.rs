@@ -128,7 +128,7 @@ impl Resp {
 
     /// The JSON body, once the status is `status` (`expected` names it in the
     /// failure) and the content type is JSON.
-    fn json_with_status(&self, status: u16, expected: &str) -> Result<Value, Failed> {
+    pub fn json_with_status(&self, status: u16, expected: &str) -> Result<Value, Failed> {
         if self.status != status {
             return Err(format!(
                 "{}: expected {expected}, got {}: {}",

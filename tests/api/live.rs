@@ -242,7 +242,7 @@ impl Socket {
     }
 }
 
-fn second_device(c: &Client, user: &User) -> Result<User, Failed> {
+pub fn second_device(c: &Client, user: &User) -> Result<User, Failed> {
     c.login(&user.email, &user.password)
 }
 

@@ -49,12 +49,16 @@ macro_rules! ensure_eq {
 }
 
 mod auth;
+mod backup;
 mod client;
 mod concurrency;
 mod conflicts;
 mod cors;
+mod devices;
+mod history;
 mod limits;
 mod live;
+mod merging;
 mod ratelimit;
 mod retry;
 mod security;
@@ -74,7 +78,8 @@ pub enum On {
     /// (with `API_TESTS_VIA_PROXY`), and an early answer to a large upload can
     /// cut its connection: such requests get a server of their own.
     Oversize,
-    /// Device tokens that expire after a few idle seconds.
+    /// Device tokens that expire after a few idle seconds, and a history
+    /// that keeps only a few versions.
     Expiry,
 }
 
@@ -144,7 +149,12 @@ impl Test {
 
 /// The expiry server's idle period.
 pub const EXPIRY_IDLE_MS: u64 = 4_000;
-const EXPIRY_VARS: &[(&str, &str)] = &[("TOKEN_IDLE_SECONDS", "4")];
+/// The expiry server also keeps a short history: 3 versions, no extra days.
+const EXPIRY_VARS: &[(&str, &str)] = &[
+    ("TOKEN_IDLE_SECONDS", "4"),
+    ("HISTORY_VERSIONS", "3"),
+    ("HISTORY_DAYS", "0"),
+];
 
 /// The strict server's limits; the rate-limit tests read them from here.
 pub const STRICT_WRITE_BURST: u32 = 5;
@@ -186,6 +196,10 @@ fn all_tests() -> Vec<Test> {
     tests.extend(security::tests());
     tests.extend(cors::tests());
     tests.extend(ratelimit::tests());
+    tests.extend(history::tests());
+    tests.extend(devices::tests());
+    tests.extend(backup::tests());
+    tests.extend(merging::tests());
     tests
 }
 
