@@ -8,6 +8,7 @@
 #     pinned build from the npm registry (package node-<os>-<arch>) kept in
 #     ~/.cache/alternassist-sync/ and put first on PATH by these scripts
 #   - the npm packages pinned in package-lock.json (wrangler, esbuild, binaryen, ...)
+#   - schemathesis (pinned) in a project-local Python venv, .venv/ (python3 -m venv, pip)
 #
 # Run it (./scripts/setup.sh) or source it (. scripts/setup.sh): sourcing also
 # leaves those tools on your shell's PATH, e.g. for `npx wrangler login`.
@@ -16,6 +17,7 @@
 # ---- configuration -----------------------------------------------------------
 AAS_WORKER_BUILD_VERSION="0.8.7"
 AAS_NODE_VERSION="22.23.3"     # fetched from the npm registry when the machine's node is too old
+AAS_SCHEMATHESIS_VERSION="4.32.5"  # PyPI, into .venv/ (scripts/schemathesis.sh)
 AAS_TOOLS_DIR="${AAS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alternassist-sync}"
 AAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -213,6 +215,18 @@ _aas_setup() {
     _aas_say "run  apt-get update && apt-get install -y chromium"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  fi
+
+  # 7. schemathesis (API fuzzing, scripts/schemathesis.sh) in a project-local
+  # venv, .venv/, from PyPI at a pinned version.
+  if [ -x .venv/bin/schemathesis ] &&
+    [ "$(.venv/bin/schemathesis --version 2>/dev/null)" = "schemathesis, version $AAS_SCHEMATHESIS_VERSION" ]; then
+    _aas_say "ok   schemathesis $AAS_SCHEMATHESIS_VERSION (.venv/)"
+  else
+    command -v python3 >/dev/null || { _aas_say "python3 not found: install Python 3.9+ (with venv)"; return 1; }
+    _aas_say "run  python3 -m venv .venv && pip install schemathesis==$AAS_SCHEMATHESIS_VERSION"
+    [ -x .venv/bin/pip ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$AAS_SCHEMATHESIS_VERSION"
   fi
 
   _aas_say "done in $((SECONDS - t0))s"

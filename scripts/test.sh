@@ -46,6 +46,7 @@ run "build" env SKIP_SETUP=1 "$ROOT/scripts/build.sh"
 run "cargo test" cargo test
 run "client unit tests" node --test tests/browser/unit/
 run "browser tests" node --test tests/browser/e2e.test.mjs
+run "schemathesis" "$ROOT/scripts/schemathesis.sh"
 # Next: node --test for the JS client, browser tests.
 
 summary="$(printf '%s, ' "${done_steps[@]}")"

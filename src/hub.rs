@@ -3,6 +3,7 @@
 //! `Plan` in one D1 transaction and only then adopts `Plan::state`.
 
 use crate::auth::sha256_hex;
+use crate::error::SyncError;
 use crate::merge::{self, Decision, Side, Version};
 use crate::protocol::{BatchResponse, Change, Conflict, Resolution, Winner, Write, WriteResponse};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -83,13 +84,13 @@ pub struct Plan {
     pub history: Vec<HistoryRow>,
     /// (requestId, answer JSON) to remember.
     pub requests: Vec<(String, String)>,
-    /// One JSON answer per op, in order.
-    pub replies: Vec<String>,
+    /// One JSON answer (or refusal) per op, in order.
+    pub replies: Vec<Result<String, SyncError>>,
 }
 
 impl UserState {
     /// Takes over a plan's state once D1 has committed it; returns the answers.
-    pub fn adopt(&mut self, plan: Plan) -> Vec<String> {
+    pub fn adopt(&mut self, plan: Plan) -> Vec<Result<String, SyncError>> {
         self.cursor = plan.cursor;
         self.hist_seq = plan.hist_seq;
         self.keys = plan.keys;
@@ -170,7 +171,13 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64, values: &Values) -> Pl
     for (index, op) in ops.into_iter().enumerate() {
         if let Some(rid) = &op.request_id {
             if let Some(answer) = state.requests.get(rid).or_else(|| fresh.get(rid)) {
-                p.replies.push(answer.clone());
+                p.replies.push(if replay_fits(&op, answer) {
+                    Ok(answer.clone())
+                } else {
+                    Err(SyncError::InvalidRequest(
+                        "requestId was already used for another request".into(),
+                    ))
+                });
                 continue;
             }
         }
@@ -184,9 +191,19 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64, values: &Values) -> Pl
             fresh.insert(rid.clone(), answer.clone());
             p.requests.push((rid, answer.clone()));
         }
-        p.replies.push(answer);
+        p.replies.push(Ok(answer));
     }
     p
+}
+
+/// Whether a remembered answer belongs to a request like `op`: the same
+/// endpoint shape, and for a single-key write the same key.
+fn replay_fits(op: &Op, answer: &str) -> bool {
+    match op.shape {
+        Shape::Single => serde_json::from_str::<WriteResponse>(answer)
+            .is_ok_and(|r| op.writes.iter().all(|w| w.key.as_str() == r.key)),
+        Shape::Batch => serde_json::from_str::<BatchResponse>(answer).is_ok(),
+    }
 }
 
 fn apply_write(
@@ -467,8 +484,8 @@ mod tests {
     fn adopt(state: &mut UserState, p: Plan) -> Vec<WriteResponse> {
         state
             .adopt(p)
-            .iter()
-            .map(|r| serde_json::from_str(r).unwrap())
+            .into_iter()
+            .map(|r| serde_json::from_str(&r.unwrap()).unwrap())
             .collect()
     }
 
@@ -574,6 +591,17 @@ mod tests {
         let p = plan_(&s, vec![again], 6);
         assert!(!p.writes_anything());
         assert_eq!(p.replies[0], first);
+        // The same id for another key, or for a batch, is refused.
+        let other_key = single(put("b", "1", None, None), Some("r1"));
+        let batch = Op {
+            shape: Shape::Batch,
+            ..single(put("a", "1", None, None), Some("r1"))
+        };
+        let p = plan_(&s, vec![other_key, batch], 7);
+        assert!(!p.writes_anything());
+        for r in &p.replies {
+            assert_eq!(r.as_ref().unwrap_err().code(), "invalid_request");
+        }
     }
 
     #[test]
@@ -597,7 +625,7 @@ mod tests {
             ],
         };
         let p = plan_(&s, vec![op], 100);
-        let b: BatchResponse = serde_json::from_str(&p.replies[0]).unwrap();
+        let b: BatchResponse = serde_json::from_str(p.replies[0].as_ref().unwrap()).unwrap();
         assert_eq!(b.synced, ["a", "b"]);
         assert_eq!(b.conflicts.len(), 1);
         assert_eq!(b.conflicts[0].winner, Winner::Incoming);
@@ -684,7 +712,7 @@ mod tests {
             vec![single(put("list", incoming, Some(0), Some(20)), None)],
             30,
         );
-        let r: WriteResponse = serde_json::from_str(&p.replies[0]).unwrap();
+        let r: WriteResponse = serde_json::from_str(p.replies[0].as_ref().unwrap()).unwrap();
         assert_eq!(r.conflict.unwrap().resolution, Resolution::LastWriteWins);
         // A base from the future is not used either.
         let ops = vec![single(put("list", incoming, Some(7), Some(20)), None)];

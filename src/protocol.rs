@@ -51,9 +51,9 @@ pub struct OkResponse {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WriteOptions {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::opt_u64")]
     pub base_version: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::opt_i64")]
     pub updated_at: Option<i64>,
     #[serde(default)]
     pub request_id: Option<String>,
@@ -72,9 +72,9 @@ pub struct PutRequest {
 pub struct BatchRequest {
     #[serde(default)]
     pub data: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::map_u64")]
     pub base_versions: BTreeMap<String, u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::map_i64")]
     pub updated_at: BTreeMap<String, i64>,
     #[serde(default)]
     pub deleted: Vec<String>,
@@ -277,6 +277,7 @@ pub struct HistoryValueResponse {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreRequest {
+    #[serde(deserialize_with = "whole::u64")]
     pub version: u64,
     #[serde(default)]
     pub request_id: Option<String>,
@@ -302,11 +303,12 @@ pub const EXPORT_FORMAT_VERSION: u64 = 1;
 #[serde(rename_all = "camelCase")]
 pub struct ExportDocument {
     pub format: String,
+    #[serde(deserialize_with = "whole::u64")]
     pub format_version: u64,
     #[serde(default)]
     pub exported_at: Option<String>,
     pub data: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::map_u64")]
     pub versions: BTreeMap<String, u64>,
 }
 
@@ -332,11 +334,8 @@ impl ExportDocument {
                 self.data.len()
             )));
         }
-        if let Some(stray) = self.versions.keys().find(|k| !self.data.contains_key(*k)) {
-            return Err(SyncError::InvalidRequest(format!(
-                "versions names key {stray:?}, which data does not hold"
-            )));
-        }
+        // `versions` may name keys `data` no longer holds: a part of an
+        // export (keys taken out of `data`) is still a valid export.
         let mut writes = Vec::with_capacity(self.data.len());
         for (raw, value) in self.data {
             let key = Key::parse(&raw)?;
@@ -372,6 +371,72 @@ pub struct DevicesResponse {
     pub devices: Vec<DeviceInfo>,
 }
 
+/// Integers as JSON Schema counts them: `3` and `3.0` alike (some JSON
+/// encoders write every number with a fraction). Anything with a fraction,
+/// or beyond what a JavaScript number holds exactly, is refused.
+mod whole {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Number;
+    use std::collections::BTreeMap;
+
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+    fn as_u64(n: &Number) -> Option<u64> {
+        n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE).contains(f))
+                .map(|f| f as u64)
+        })
+    }
+
+    fn as_i64(n: &Number) -> Option<i64> {
+        n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (-MAX_SAFE..=MAX_SAFE).contains(f))
+                .map(|f| f as i64)
+        })
+    }
+
+    fn read<'de, D: Deserializer<'de>, T>(
+        n: Number,
+        convert: fn(&Number) -> Option<T>,
+        what: &str,
+    ) -> Result<T, D::Error> {
+        convert(&n).ok_or_else(|| D::Error::custom(format!("expected {what}, got {n}")))
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        read::<D, _>(Number::deserialize(d)?, as_u64, "a non-negative integer")
+    }
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<Number>::deserialize(d)?
+            .map(|n| read::<D, _>(n, as_u64, "a non-negative integer"))
+            .transpose()
+    }
+
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<Number>::deserialize(d)?
+            .map(|n| read::<D, _>(n, as_i64, "an integer"))
+            .transpose()
+    }
+
+    pub fn map_u64<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u64>, D::Error> {
+        BTreeMap::<String, Number>::deserialize(d)?
+            .into_iter()
+            .map(|(k, n)| Ok((k, read::<D, _>(n, as_u64, "a non-negative integer")?)))
+            .collect()
+    }
+
+    pub fn map_i64<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, i64>, D::Error> {
+        BTreeMap::<String, Number>::deserialize(d)?
+            .into_iter()
+            .map(|(k, n)| Ok((k, read::<D, _>(n, as_i64, "an integer")?)))
+            .collect()
+    }
+}
+
 // ------------------------------------------------------------ WebSocket
 
 /// The subprotocol a client must offer (with `bearer.<token>`), and the one
@@ -390,23 +455,23 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 )]
 pub enum ClientMessage {
     Hello {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole::u64")]
         since: u64,
     },
     Put {
         key: String,
         value: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole::opt_u64")]
         base_version: Option<u64>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole::opt_i64")]
         updated_at: Option<i64>,
         request_id: String,
     },
     Delete {
         key: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole::opt_u64")]
         base_version: Option<u64>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole::opt_i64")]
         updated_at: Option<i64>,
         request_id: String,
     },
@@ -617,6 +682,44 @@ mod tests {
         .unwrap();
         assert_eq!(p.options.base_version, Some(3));
         assert_eq!(p.options.request_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let p: PutRequest =
+            parse_json(br#"{"value":"v","baseVersion":3.0,"updatedAt":-2.0}"#).unwrap();
+        assert_eq!(
+            (p.options.base_version, p.options.updated_at),
+            (Some(3), Some(-2))
+        );
+        let p: PutRequest = parse_json(br#"{"value":"v","baseVersion":null}"#).unwrap();
+        assert_eq!(p.options.base_version, None);
+        for bad in [
+            r#"{"value":"v","baseVersion":3.5}"#,
+            r#"{"value":"v","baseVersion":-1.0}"#,
+            r#"{"value":"v","baseVersion":-1}"#,
+            r#"{"value":"v","baseVersion":1e300}"#,
+            r#"{"value":"v","baseVersion":"3"}"#,
+            r#"{"value":"v","updatedAt":0.5}"#,
+        ] {
+            let e = parse_json::<PutRequest>(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), "invalid_request", "{bad}");
+        }
+        let b: BatchRequest =
+            parse_json(br#"{"data":{"a":"1"},"baseVersions":{"a":4.0},"updatedAt":{"a":9.0}}"#)
+                .unwrap();
+        assert_eq!((b.base_versions["a"], b.updated_at["a"]), (4, 9));
+        let r: RestoreRequest = parse_json(br#"{"version":2.0}"#).unwrap();
+        assert_eq!(r.version, 2);
+        assert!(matches!(
+            parse_frame(r#"{"type":"hello","since":4.0}"#),
+            Ok(Incoming::Hello { since: 4 })
+        ));
+        let frame = r#"{"type":"put","key":"k","value":"v","baseVersion":2.0,"requestId":"r"}"#;
+        let Ok(Incoming::Write { write, .. }) = parse_frame(frame) else {
+            panic!("{frame}");
+        };
+        assert_eq!(write.base_version, Some(2));
     }
 
     #[test]

@@ -113,6 +113,21 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
     }
 }
 
+/// The methods `path` answers, for the `Allow` header of a 405.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut allowed: Vec<&'static str> = ["GET", "POST", "PUT", "DELETE"]
+        .into_iter()
+        .filter(|m| {
+            !matches!(
+                route(m, path, None),
+                Err(SyncError::MethodNotAllowed | SyncError::NotFound)
+            )
+        })
+        .collect();
+    allowed.push("OPTIONS");
+    allowed
+}
+
 fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
     query
         .unwrap_or("")
@@ -236,6 +251,14 @@ mod tests {
             Ok(Route::RevokeDevice("ab c".into()))
         );
         assert_eq!(route("GET", "/api/openapi.yaml", None), Ok(Route::OpenApi));
+    }
+
+    #[test]
+    fn allow_lists_the_methods_a_path_answers() {
+        assert_eq!(allowed_methods("/api/sync"), ["GET", "POST", "OPTIONS"]);
+        assert_eq!(allowed_methods("/api/sync/k"), ["PUT", "DELETE", "OPTIONS"]);
+        assert_eq!(allowed_methods("/api/devices/d"), ["DELETE", "OPTIONS"]);
+        assert_eq!(allowed_methods("/api/sync/k/history/3"), ["GET", "OPTIONS"]);
     }
 
     #[test]

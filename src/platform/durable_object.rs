@@ -574,7 +574,7 @@ impl UserHub {
                 Ok((answers, changes)) => {
                     self.broadcast(changes, &senders);
                     for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(Ok(answer));
+                        let _ = reply.send(answer);
                     }
                 }
                 Err(e) => {
@@ -608,7 +608,7 @@ impl UserHub {
         db: &D1Database,
         user_id: &str,
         ops: Vec<Op>,
-    ) -> Result<(Vec<String>, Vec<(usize, Change)>), SyncError> {
+    ) -> Result<(Vec<Result<String, SyncError>>, Vec<(usize, Change)>), SyncError> {
         let wanted = hub::merge_inputs(&*self.state_of(db, user_id).await?, &ops);
         let values = d1::merge_values(db, user_id, &wanted).await?;
         let now = now_ms();

@@ -47,6 +47,12 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     if resp.status_code() == 101 {
         return Ok(resp);
     }
+    if resp.status_code() == 405 {
+        let path = req.path();
+        let _ = resp
+            .headers()
+            .set("allow", &crate::route::allowed_methods(&path).join(", "));
+    }
     Ok(http::with_cors(resp, origin.as_deref(), &config))
 }
 

@@ -59,7 +59,11 @@ fn list(s: &Server) -> Result<(), Failed> {
     let list = devices(&c, &a.token)?;
     ensure_eq!(
         ids(&list),
-        vec![a.device_id.clone(), laptop.device_id.clone(), phone.device_id.clone()],
+        vec![
+            a.device_id.clone(),
+            laptop.device_id.clone(),
+            phone.device_id.clone()
+        ],
         "oldest first"
     );
     let shape: Vec<(Value, Value, Value)> = list
@@ -79,7 +83,10 @@ fn list(s: &Server) -> Result<(), Failed> {
         let created = d["createdAt"].as_i64().unwrap_or(0);
         let seen = d["lastSeenAt"].as_i64().unwrap_or(0);
         ensure!(created > 0 && seen >= created, "times of {d}");
-        let mut fields: Vec<&String> = d.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        let mut fields: Vec<&String> = d
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
         fields.sort();
         ensure_eq!(
             fields,
@@ -89,7 +96,11 @@ fn list(s: &Server) -> Result<(), Failed> {
     }
     // Another user sees only their own device.
     let b = c.register("devices-other")?;
-    ensure_eq!(ids(&devices(&c, &b.token)?), vec![b.device_id.clone()], "other user");
+    ensure_eq!(
+        ids(&devices(&c, &b.token)?),
+        vec![b.device_id.clone()],
+        "other user"
+    );
     c.req("GET", "/api/devices")
         .send()?
         .expect_error(401, "unauthorized")?;
@@ -111,12 +122,20 @@ fn revoke_another(s: &Server) -> Result<(), Failed> {
         .send()?
         .expect_ok(200)?;
     ensure_eq!(v, json!({"success": true}), "revoke answer");
-    ensure_eq!(phone_socket.wait_close()?, 4001, "the revoked device's socket");
+    ensure_eq!(
+        phone_socket.wait_close()?,
+        4001,
+        "the revoked device's socket"
+    );
     c.req("GET", "/api/sync")
         .bearer(&phone.token)
         .send()?
         .expect_error(401, "unauthorized")?;
-    ensure_eq!(ids(&devices(&c, &a.token)?), vec![a.device_id.clone()], "after revoke");
+    ensure_eq!(
+        ids(&devices(&c, &a.token)?),
+        vec![a.device_id.clone()],
+        "after revoke"
+    );
     // The caller's own socket stays up and usable.
     own_socket.ping()?;
     own_socket.put("k", "still here", "after-revoke")?;
@@ -161,7 +180,11 @@ fn revoke_refusals(s: &Server) -> Result<(), Failed> {
         .note(&mut bad, "DELETE the list");
     bad.finish()?;
     // The other user's device still works.
-    ensure_eq!(ids(&devices(&c, &b.token)?), vec![b.device_id.clone()], "victim");
+    ensure_eq!(
+        ids(&devices(&c, &b.token)?),
+        vec![b.device_id.clone()],
+        "victim"
+    );
     Ok(())
 }
 
@@ -177,6 +200,10 @@ fn revoke_self(s: &Server) -> Result<(), Failed> {
         .bearer(&a.token)
         .send()?
         .expect_error(401, "unauthorized")?;
-    ensure_eq!(ids(&devices(&c, &other.token)?), vec![other.device_id.clone()], "rest");
+    ensure_eq!(
+        ids(&devices(&c, &other.token)?),
+        vec![other.device_id.clone()],
+        "rest"
+    );
     Ok(())
 }

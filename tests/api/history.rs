@@ -69,7 +69,11 @@ fn lists_versions_newest_first(s: &Server) -> Result<(), Failed> {
     let v4 = put_based(&c, t, "notes", "third", v3)?;
     // A losing write is kept but is not a version.
     let lost = c
-        .put(t, "notes", &json!({"value": "stale", "baseVersion": v1, "updatedAt": 1}))?
+        .put(
+            t,
+            "notes",
+            &json!({"value": "stale", "baseVersion": v1, "updatedAt": 1}),
+        )?
         .expect_ok(200)?;
     ensure_eq!(lost["conflict"]["winner"], json!("stored"), "stale put");
 
@@ -101,7 +105,10 @@ fn lists_versions_newest_first(s: &Server) -> Result<(), Failed> {
     for e in h.as_array().into_iter().flatten() {
         ensure_eq!(e["deviceId"], json!(user.device_id), "deviceId");
         ensure_eq!(e["deviceName"], json!("api test"), "deviceName");
-        ensure!(e["updatedAt"].as_i64().is_some_and(|t| t > 0), "updatedAt in {e}");
+        ensure!(
+            e["updatedAt"].as_i64().is_some_and(|t| t > 0),
+            "updatedAt in {e}"
+        );
     }
     ensure_eq!(
         versions_of(&history(&c, t, "notes", "?limit=2")?),
@@ -113,10 +120,18 @@ fn lists_versions_newest_first(s: &Server) -> Result<(), Failed> {
         vec![v2, v1],
         "before"
     );
-    ensure_eq!(history(&c, t, "never-written", "")?, json!([]), "unknown key");
+    ensure_eq!(
+        history(&c, t, "never-written", "")?,
+        json!([]),
+        "unknown key"
+    );
     // Another user sees nothing of it.
     let other = c.register("history-other")?;
-    ensure_eq!(history(&c, &other.token, "notes", "")?, json!([]), "other user");
+    ensure_eq!(
+        history(&c, &other.token, "notes", "")?,
+        json!([]),
+        "other user"
+    );
 
     let mut bad = Mismatches::default();
     for q in ["?limit=0", "?limit=1001", "?limit=x", "?before=-1"] {
@@ -161,9 +176,16 @@ fn each_version_value(s: &Server) -> Result<(), Failed> {
             .send()
     };
     let one = get(v1)?.expect_ok(200)?;
-    ensure!(one["value"].as_str() == Some(big.as_str()), "version 1 value differs");
+    ensure!(
+        one["value"].as_str() == Some(big.as_str()),
+        "version 1 value differs"
+    );
     ensure_eq!(
-        (one["version"].clone(), one["deleted"].clone(), one["key"].clone()),
+        (
+            one["version"].clone(),
+            one["deleted"].clone(),
+            one["key"].clone()
+        ),
         (json!(v1), json!(false), json!("k")),
         "version 1 fields"
     );
@@ -219,7 +241,12 @@ fn restore_makes_a_new_version(s: &Server) -> Result<(), Failed> {
     let mut watcher = open(s, &other.token)?;
     watcher.ping()?;
 
-    let r = restore(&c, &user, "board", &json!({"version": v1, "requestId": "restore-1"}))?;
+    let r = restore(
+        &c,
+        &user,
+        "board",
+        &json!({"version": v1, "requestId": "restore-1"}),
+    )?;
     ensure_eq!(
         (r["key"].clone(), r["conflict"].clone()),
         (json!("board"), Value::Null),
@@ -241,7 +268,12 @@ fn restore_makes_a_new_version(s: &Server) -> Result<(), Failed> {
         "history after restore"
     );
     // The same requestId again is answered the same, with no new version.
-    let again = restore(&c, &user, "board", &json!({"version": v1, "requestId": "restore-1"}))?;
+    let again = restore(
+        &c,
+        &user,
+        "board",
+        &json!({"version": v1, "requestId": "restore-1"}),
+    )?;
     ensure_eq!(again, r, "replayed restore");
     ensure_eq!(c.cursor(t)?, v3, "cursor after the replay");
 
@@ -252,10 +284,15 @@ fn restore_makes_a_new_version(s: &Server) -> Result<(), Failed> {
     let v4 = del["version"].as_u64().unwrap_or(0);
     let v5 = put_based(&c, t, "board", "back", v4)?;
     let r = restore(&c, &user, "board", &json!({"version": v4}))?;
-    ensure!(r["version"].as_u64() > Some(v5), "restoring a deletion: {r}");
+    ensure!(
+        r["version"].as_u64() > Some(v5),
+        "restoring a deletion: {r}"
+    );
     let snap = c.snapshot(t, None)?;
     ensure!(
-        snap["deleted"].as_array().is_some_and(|d| d.contains(&json!("board"))),
+        snap["deleted"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!("board"))),
         "board is not deleted after restoring a deletion: {snap}"
     );
     watcher.close();
@@ -334,8 +371,12 @@ fn retention_keeps_the_newest(s: &Server) -> Result<(), Failed> {
     // A chunked value first, so its chunks must go too, and a loser.
     let big = "y".repeat(2_100_000);
     let mut version = put_based(&c, t, "k", &big, 0)?;
-    c.put(t, "k", &json!({"value": "loser", "baseVersion": 0, "updatedAt": 1}))?
-        .expect_ok(200)?;
+    c.put(
+        t,
+        "k",
+        &json!({"value": "loser", "baseVersion": 0, "updatedAt": 1}),
+    )?
+    .expect_ok(200)?;
     let mut versions = vec![version];
     for i in 0..6 {
         version = put_based(&c, t, "k", &format!("v{i}"), version)?;
@@ -345,20 +386,36 @@ fn retention_keeps_the_newest(s: &Server) -> Result<(), Failed> {
     let o1 = put_based(&c, t, "other", "o1", 0)?;
     let o2 = put_based(&c, t, "other", "o2", o1)?;
     let newest: Vec<u64> = versions.iter().rev().take(3).copied().collect();
-    ensure_eq!(versions_of(&history(&c, t, "k", "")?), newest, "retained versions");
-    ensure_eq!(versions_of(&history(&c, t, "other", "")?), vec![o2, o1], "other key");
+    ensure_eq!(
+        versions_of(&history(&c, t, "k", "")?),
+        newest,
+        "retained versions"
+    );
+    ensure_eq!(
+        versions_of(&history(&c, t, "other", "")?),
+        vec![o2, o1],
+        "other key"
+    );
     c.req("GET", &format!("/api/sync/k/history/{}", versions[0]))
         .bearer(t)
         .send()?
         .expect_error(404, "not_found")?;
     // Last request before the slow database read: the token idles out in 4 s.
-    ensure_eq!(c.snapshot(t, None)?["data"]["k"], json!("v5"), "current value");
+    ensure_eq!(
+        c.snapshot(t, None)?["data"]["k"],
+        json!("v5"),
+        "current value"
+    );
     let u = sql_str(&user.user_id);
     let all = s.db(&format!(
         "SELECT count(*) AS n FROM sync_history WHERE user_id = {u} AND key = 'k'; \
          SELECT count(*) AS n FROM sync_chunks WHERE user_id = {u}"
     ))?;
-    ensure_eq!(all[0][0]["n"], json!(3), "history rows of k (losers pruned too)");
+    ensure_eq!(
+        all[0][0]["n"],
+        json!(3),
+        "history rows of k (losers pruned too)"
+    );
     ensure_eq!(all[1][0]["n"], json!(0), "chunks of pruned values");
     Ok(())
 }

@@ -63,6 +63,7 @@ mod ratelimit;
 mod retry;
 mod security;
 mod server;
+mod spec;
 mod sync;
 mod values;
 
@@ -200,6 +201,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(devices::tests());
     tests.extend(backup::tests());
     tests.extend(merging::tests());
+    tests.extend(spec::tests());
     tests
 }
 

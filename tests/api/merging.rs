@@ -54,7 +54,11 @@ fn stale_rest_write_merges(s: &Server) -> Result<(), Failed> {
         json!([{"id":1,"title":"Introduction"},{"id":3,"title":"Outro"}]),
         "merged value"
     );
-    ensure_eq!(snap["versions"]["projects"], r["version"], "current version");
+    ensure_eq!(
+        snap["versions"]["projects"],
+        r["version"],
+        "current version"
+    );
     // What A sent is kept in history as a value that never became current.
     let kept = s.db_rows(&format!(
         "SELECT data FROM sync_history WHERE user_id = {} AND key = 'projects' AND version IS NULL",
@@ -95,7 +99,11 @@ fn socket_write_merges(s: &Server) -> Result<(), Failed> {
         "merged value broadcast to A"
     );
     let snap = c.snapshot(&user.token, None)?;
-    ensure_eq!(snap["data"]["tasks"], change["value"], "stored merged value");
+    ensure_eq!(
+        snap["data"]["tasks"],
+        change["value"],
+        "stored merged value"
+    );
     ensure_eq!(snap["versions"]["tasks"], change["version"], "version");
     wa.close();
     wb.close();
@@ -107,8 +115,12 @@ fn not_arrays_fall_back_to_lww(s: &Server) -> Result<(), Failed> {
     let user = c.register("merge-lww")?;
     let t = &user.token;
     let v1 = c.put_ok(t, "settings", r#"{"theme":"dark"}"#)?["version"].clone();
-    c.put(t, "settings", &json!({"value": r#"{"theme":"light"}"#, "baseVersion": v1}))?
-        .expect_ok(200)?;
+    c.put(
+        t,
+        "settings",
+        &json!({"value": r#"{"theme":"light"}"#, "baseVersion": v1}),
+    )?
+    .expect_ok(200)?;
     let r = c
         .put(
             t,
@@ -117,7 +129,10 @@ fn not_arrays_fall_back_to_lww(s: &Server) -> Result<(), Failed> {
         )?
         .expect_ok(200)?;
     ensure_eq!(
-        (r["conflict"]["resolution"].clone(), r["conflict"]["winner"].clone()),
+        (
+            r["conflict"]["resolution"].clone(),
+            r["conflict"]["winner"].clone()
+        ),
         (json!("last-write-wins"), json!("stored")),
         "objects are not merged"
     );
@@ -128,6 +143,10 @@ fn not_arrays_fall_back_to_lww(s: &Server) -> Result<(), Failed> {
     let r = c
         .put(t, "plain", &json!({"value": "[0]", "baseVersion": v}))?
         .expect_ok(200)?;
-    ensure_eq!(r["conflict"]["resolution"], json!("last-write-wins"), "plain arrays");
+    ensure_eq!(
+        r["conflict"]["resolution"],
+        json!("last-write-wins"),
+        "plain arrays"
+    );
     Ok(())
 }
