@@ -545,9 +545,13 @@ function renderAccount() {
   accountBtn.textContent = email.slice(0, 1) || '?';
   accountBtn.title = email;
   $('#account-email').textContent = email;
-  const n = sync.devices.length;
+  const n = sync.onlineDevices.length;
   $('#account-devices').textContent = n ? `${n} ${n === 1 ? 'device' : 'devices'} online` : '';
-  if (!sync.signedIn) accountMenu.hidden = true;
+  $('#history-btn').hidden = !sync.signedIn;
+  if (!sync.signedIn) {
+    accountMenu.hidden = true;
+    devicesPanel.hidden = historyPanel.hidden = true;
+  }
   if (sync.signedIn && authDialog.open) authDialog.close(); // signed in elsewhere (another tab, the console)
 }
 
@@ -599,8 +603,16 @@ function renderConflicts() {
     : '<li class="empty-log">No conflicts. Edits on your devices have all fitted together.</li>';
 }
 
+/** Shows one side panel (or hides it when it is open); the others close. */
+function togglePanel(which) {
+  const show = which.hidden;
+  for (const p of [panel, devicesPanel, historyPanel]) p.hidden = true;
+  which.hidden = !show;
+  return show;
+}
+
 $('#conflicts-btn').addEventListener('click', () => {
-  panel.hidden = !panel.hidden;
+  togglePanel(panel);
   renderConflicts();
 });
 $('#conflicts-close').addEventListener('click', () => (panel.hidden = true));
@@ -613,10 +625,170 @@ $('#conflict-list').addEventListener('click', (e) => {
   render();
 });
 
+// ---------------------------------------------------------------- devices
+
+const devicesPanel = $('#devices-panel');
+const fmtDay = (ms) => new Date(ms).toLocaleDateString('en-US', { month: 'short', day: 'numeric', year: 'numeric' });
+
+async function renderDevices() {
+  const list = $('#device-list');
+  let devices;
+  try {
+    devices = await sync.devices();
+  } catch (err) {
+    list.innerHTML = `<li class="empty-log">Could not load the devices: ${esc(err.message)}</li>`;
+    return;
+  }
+  list.innerHTML = devices
+    .map((d) => {
+      const seen = d.online ? 'Online now' : `Last seen ${timeAgo(d.lastSeenAt)}`;
+      return `<li class="${d.current ? 'current' : ''}" data-device="${esc(d.id)}">
+        <div class="name"><span class="dot ${d.online ? 'online' : ''}" title="${d.online ? 'Online' : 'Offline'}"></span>
+          ${esc(d.name || 'Unnamed device')}${d.current ? ' <span class="chip accent">This device</span>' : ''}</div>
+        <div class="meta">Signed in ${esc(fmtDay(d.createdAt))} · ${esc(seen)}</div>
+        <div class="actions"><button type="button" class="danger ghost small" data-revoke="${esc(d.id)}">Sign out this device</button></div>
+      </li>`;
+    })
+    .join('');
+}
+
+$('#devices-btn').addEventListener('click', () => {
+  accountMenu.hidden = true;
+  if (togglePanel(devicesPanel)) renderDevices();
+});
+$('#devices-close').addEventListener('click', () => (devicesPanel.hidden = true));
+$('#device-list').addEventListener('click', async (e) => {
+  const b = e.target.closest('[data-revoke]');
+  if (!b) return;
+  const id = b.dataset.revoke;
+  const self = id === sync.deviceId;
+  b.disabled = true;
+  try {
+    await sync.revokeDevice(id);
+    toast(self ? 'Signed out. Your data stays on this device.' : 'That device is signed out.');
+  } catch (err) {
+    toast(`Could not sign that device out: ${err.message}`, 6000);
+  }
+  if (!self) renderDevices();
+});
+sync.on('presence', () => {
+  if (!devicesPanel.hidden) renderDevices();
+});
+
+// ------------------------------------------------------- export and import
+
+$('#export-btn').addEventListener('click', async () => {
+  accountMenu.hidden = true;
+  try {
+    const doc = await sync.exportData();
+    const day = String(doc.exportedAt ?? new Date().toISOString()).slice(0, 10);
+    const url = URL.createObjectURL(new Blob([JSON.stringify(doc, null, 2)], { type: 'application/json' }));
+    const link = Object.assign(document.createElement('a'), { href: url, download: `alternassist-sync-export-${day}.json` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    const n = Object.keys(doc.data ?? {}).length;
+    toast(`Exported ${n} ${n === 1 ? 'kind of data' : 'kinds of data'}`);
+  } catch (err) {
+    toast(`Export failed: ${err.message}`, 6000);
+  }
+});
+
+const IMPORT_ERRORS = {
+  invalid_json: 'That file is not valid JSON.',
+  invalid_request: 'That file is not an alternassist-sync export.',
+  invalid_key: 'That file holds a name that cannot be synced.',
+  value_too_large: 'That file holds data too large to sync.',
+  payload_too_large: 'That file is too large to import.',
+  rate_limited: 'Too many changes right now. Wait a minute and try again.',
+  network: 'Cannot reach the sync server. Check your connection.',
+};
+
+$('#import-btn').addEventListener('click', () => {
+  accountMenu.hidden = true;
+  $('#import-file').click();
+});
+$('#import-file').addEventListener('change', async (e) => {
+  const file = e.target.files?.[0];
+  e.target.value = ''; // the same file can be picked again
+  if (!file) return;
+  try {
+    const res = await sync.importData(await file.text());
+    const n = Object.keys(res.versions).length;
+    const c = res.conflicts.length;
+    toast(
+      `Import finished: ${n} ${n === 1 ? 'kind of data' : 'kinds of data'}, ${res.synced.length} updated` +
+        (c ? `, ${c} ${c === 1 ? 'conflict' : 'conflicts'} resolved` : ''),
+      6000,
+    );
+  } catch (err) {
+    toast(`Import failed: ${IMPORT_ERRORS[err.code] ?? err.message}`, 6000);
+  }
+  render();
+});
+
+// ---------------------------------------------------------------- history
+
+const historyPanel = $('#history-panel');
+const historyKey = $('#history-key');
+historyKey.innerHTML = sync.keys.map((k) => `<option value="${esc(k)}">${esc(KEY_LABELS[k] ?? k)}</option>`).join('');
+const fmtSize = (n) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1048576).toFixed(1)} MB`);
+
+async function renderHistory() {
+  const key = historyKey.value;
+  const list = $('#history-list');
+  let versions;
+  try {
+    versions = await sync.history(key);
+  } catch (err) {
+    list.innerHTML = `<li class="empty-log">Could not load the history: ${esc(err.message)}</li>`;
+    return;
+  }
+  if (historyKey.value !== key) return; // another key was picked meanwhile
+  list.innerHTML = versions.length
+    ? versions
+        .map((h) => {
+          const chips = `${h.current ? '<span class="chip accent">Current</span>' : ''}${h.deleted ? '<span class="chip bad">Deleted</span>' : ''}`;
+          const who = h.deviceName ?? 'a device since signed out';
+          const restore = h.current ? '' : `<div class="actions"><button type="button" class="ghost small" data-restore-version="${h.version}">Restore</button></div>`;
+          return `<li class="${h.current ? 'current' : ''}" data-version="${h.version}">
+            <div class="name">Version ${h.version} ${chips}</div>
+            <div class="meta">${esc(timeAgo(h.updatedAt))} · ${esc(who)}${h.deleted ? '' : ` · ${esc(fmtSize(h.size))}`}</div>${restore}</li>`;
+        })
+        .join('')
+    : '<li class="empty-log">Nothing saved for this yet.</li>';
+}
+
+$('#history-btn').addEventListener('click', () => {
+  if (!togglePanel(historyPanel)) return;
+  historyKey.value = current === 'projects' ? 'kanban-projects' : TABLES[current].key;
+  renderHistory();
+});
+$('#history-close').addEventListener('click', () => (historyPanel.hidden = true));
+historyKey.addEventListener('change', renderHistory);
+$('#history-list').addEventListener('click', async (e) => {
+  const b = e.target.closest('[data-restore-version]');
+  if (!b) return;
+  const key = historyKey.value;
+  b.disabled = true;
+  try {
+    const res = await sync.restore(key, Number(b.dataset.restoreVersion));
+    toast(`${KEY_LABELS[key] ?? key}: version ${b.dataset.restoreVersion} restored as version ${res.version}`);
+  } catch (err) {
+    toast(`Could not restore: ${err.message}`, 6000);
+  }
+  render();
+  renderHistory();
+});
+sync.on('change', ({ key }) => {
+  if (!historyPanel.hidden && key === historyKey.value) renderHistory();
+});
+
 // ------------------------------------------------------------------ misc
 
 let toastTimer = null;
-function toast(text) {
+function toast(text, ms = 3000) {
   let el = $('.toast');
   if (!el) {
     el = document.createElement('div');
@@ -627,7 +799,7 @@ function toast(text) {
   el.textContent = text;
   el.hidden = false;
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => (el.hidden = true), 3000);
+  toastTimer = setTimeout(() => (el.hidden = true), ms);
 }
 
 // ------------------------------------------------------------------ wiring

@@ -382,7 +382,11 @@ export class SyncManager {
     this._online = this._navigator?.onLine ?? true;
     this._lastEmitted = '';
     this.conflicts = [];
-    this.devices = [];
+    /** Devices connected right now, from the server's presence frames: [{deviceId, name}]. */
+    this.onlineDevices = [];
+    // Keys whose server state a restore or import is changing right now:
+    // their change frames wait here until the request's answer is in.
+    this._holds = new Set();
 
     const lock = options.lock ?? 'auto';
     const canLock = !!this._navigator?.locks?.request && typeof g.BroadcastChannel === 'function';
@@ -533,6 +537,196 @@ export class SyncManager {
       this._loggingOut = false;
     }
     if (this._token === token) this._signOutLocally('logout');
+  }
+
+  // ------------------------------------- history, restore, export, devices
+
+  /**
+   * The server's retained versions of `key`, newest first:
+   * [{version, updatedAt, deviceId, deviceName, deleted, size, current}].
+   * One page: `before` (a version) and `limit` ask for another.
+   */
+  async history(key, { before, limit } = {}) {
+    const query = new URLSearchParams();
+    if (before !== undefined) query.set('before', String(before));
+    if (limit !== undefined) query.set('limit', String(limit));
+    const q = [...query].length ? `?${query}` : '';
+    const res = await this._request('GET', `/sync/${encodeURIComponent(key)}/history${q}`);
+    return Array.isArray(res.history) ? res.history : [];
+  }
+
+  /** One retained version of `key`: {key, version, value (null for a deletion), deleted, updatedAt, deviceId}. */
+  async historyVersion(key, version) {
+    const { success: _, ...entry } = await this._request(
+      'GET',
+      `/sync/${encodeURIComponent(key)}/history/${encodeURIComponent(version)}`,
+    );
+    return entry;
+  }
+
+  /**
+   * Makes version `version` of `key` current again on the server (a new
+   * version, sent to every device), and here. Edits of the key still queued
+   * are sent first, so they stay in the server's history. Resolves to
+   * {key, version (the new one), value} (value: undefined for an untracked key).
+   */
+  async restore(key, version) {
+    let adopted = {};
+    const res = await this._serverWrite(
+      [key],
+      () => this._request('POST', `/sync/${encodeURIComponent(key)}/restore`, { version, requestId: this._newId() }),
+      (r) => ({ [key]: r.version }),
+      (a) => (adopted = a),
+    );
+    const value = adopted[key] ? adopted[key].value : this._tracked.has(key) ? this.storage.getItem(key) : undefined;
+    return { key, version: res.version, value };
+  }
+
+  /** The account's data as an export document: {format, formatVersion, exportedAt, data, versions}. */
+  async exportData() {
+    const { success: _, ...doc } = await this._request('GET', '/export');
+    return doc;
+  }
+
+  /**
+   * Writes an export document (an object, or its JSON text as read from a
+   * file) into the account as one batch, under the usual conflict rules;
+   * this device's storage then follows the server. Resolves to
+   * {synced, conflicts, versions, cursor}; a document the server refuses
+   * rejects with its SyncError (code invalid_json, invalid_request, ...)
+   * and changes nothing.
+   */
+  async importData(doc) {
+    const raw = typeof doc === 'string';
+    const parsed = raw ? readJson(doc) : doc;
+    const keys = parsed && typeof parsed.data === 'object' && parsed.data ? Object.keys(parsed.data) : [];
+    const res = await this._serverWrite(
+      keys,
+      () => this._request('POST', '/import', doc, { raw }),
+      (r) => r.versions ?? {},
+    );
+    return { synced: res.synced ?? [], conflicts: res.conflicts ?? [], versions: res.versions ?? {}, cursor: res.cursor };
+  }
+
+  /** The account's signed-in devices, oldest first: [{id, name, createdAt, lastSeenAt, current, online}]. */
+  async devices() {
+    const res = await this._request('GET', '/devices');
+    return Array.isArray(res.devices) ? res.devices : [];
+  }
+
+  /** Signs a device out (its token stops working, its sockets close); this device's own id signs out here too. */
+  async revokeDevice(id) {
+    const token = this._token;
+    const self = id === this.deviceId;
+    if (self) this._loggingOut = true;
+    try {
+      await this._request('DELETE', `/devices/${encodeURIComponent(id)}`);
+    } finally {
+      if (self) this._loggingOut = false;
+    }
+    if (self && this._token === token) this._signOutLocally('logout');
+  }
+
+  /**
+   * Runs a server-side write the user asked for (a restore, an import) on
+   * `keys`, then makes storage follow the server. Queued edits of those keys
+   * go out first; while the request runs, new edits of them wait and their
+   * change frames are held back (the server's answer says which version to
+   * take, and a change made by this device must not be mistaken for one of
+   * its own edits to build on).
+   */
+  async _serverWrite(keys, request, versionsOf, onAdopted = () => {}) {
+    const tracked = [...new Set(keys)].filter((k) => this._tracked.has(k));
+    const follow = this._leader && this._state.initialized && tracked.length > 0;
+    // Not the syncing tab (that one hears of it over its socket or next poll),
+    // not synced yet (the first sync takes the server's state), or nothing tracked.
+    if (!follow) return request();
+    await this._drain(tracked);
+    const hold = { keys: new Set(tracked), changes: new Map(), before: new Map() };
+    for (const k of tracked) hold.before.set(k, this._queue.get(k)?.requestId);
+    this._holds.add(hold);
+    let res;
+    try {
+      res = await request();
+    } catch (err) {
+      await this._serial(() => this._release(hold, null));
+      throw err;
+    }
+    onAdopted(await this._serial(() => this._release(hold, versionsOf(res))));
+    this._updateStatus();
+    return res;
+  }
+
+  /** Waits (a bounded time) until no edit of `keys` is queued or in flight. */
+  async _drain(keys) {
+    const busy = () =>
+      keys.some((k) => this._inflightFor(k) || (this._queue.has(k) && !this._queue.get(k).failed));
+    if (!busy() || !this._canConnect()) return;
+    this._flushSoon();
+    const end = Date.now() + Math.min(this.requestTimeoutMs, 10000);
+    while (busy() && this._canConnect() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /**
+   * Ends a hold. With the server's new `versions` (key -> version), each key
+   * takes the server's value at that version: from a held change frame, or
+   * fetched. An edit queued before the request is superseded by it; one made
+   * while it ran stays, now on top of the server's value. Returns the
+   * adopted {key: {value, version}}.
+   */
+  async _release(hold, versions) {
+    const written = (key) => typeof versions?.[key] === 'number';
+    const heldRemote = (key) => {
+      const c = hold.changes.get(key);
+      return c ? { value: c.deleted || c.value === undefined ? null : c.value, version: c.version } : null;
+    };
+    const fetched = {};
+    const wanted = {};
+    for (const key of hold.keys) {
+      if (!written(key) || (heldRemote(key)?.version ?? -1) >= versions[key]) continue;
+      const stale = this._queue.has(key) && this._queue.get(key).requestId === hold.before.get(key);
+      if ((this._state.versions[key] ?? 0) < versions[key] || stale) wanted[key] = versions[key];
+    }
+    if (Object.keys(wanted).length) {
+      // Still holding: edits made meanwhile must not leave on the old base.
+      try {
+        Object.assign(fetched, await this._fetchKeys(wanted));
+      } catch (err) {
+        // Their change frames or the next catch-up bring them; queued edits stay queued.
+        this._transportFailure(err);
+      }
+    }
+    this._holds.delete(hold);
+    const remotes = new Map();
+    for (const c of [...hold.changes.values()].sort((a, b) => a.version - b.version)) {
+      // Keys the request did not write: their changes take the usual way.
+      if (!written(c.key)) this._receiveRemote(c);
+      else remotes.set(c.key, heldRemote(c.key));
+    }
+    for (const [key, remote] of Object.entries(fetched)) {
+      if (remote.version > (remotes.get(key)?.version ?? -1)) remotes.set(key, remote);
+    }
+    const adopted = {};
+    for (const [key, remote] of remotes) {
+      if (remote.version <= (this._state.versions[key] ?? 0) && !this._queue.has(key)) continue;
+      const entry = this._queue.get(key);
+      if (entry && entry.requestId === hold.before.get(key) && !this._inflightFor(key)) this._queue.delete(key);
+      const newer = this._queue.get(key);
+      if (newer) {
+        // Edited while the request ran: that edit now builds on the server's value.
+        this._markSynced(key, remote.version, remote.value);
+        Object.assign(newer, { base: remote.value, baseVersion: remote.version });
+        delete newer.remote;
+        delete newer.sent;
+      } else {
+        this._applyRemote(key, remote);
+      }
+      adopted[key] = remote;
+    }
+    this._saveQueue();
+    this._saveState();
+    this._flushSoon();
+    return adopted;
   }
 
   // --------------------------------------------------------- start and stop
@@ -815,6 +1009,13 @@ export class SyncManager {
     const { key } = change;
     if (!this._tracked.has(key)) return;
     if (change.version <= (this._state.versions[key] ?? 0)) return; // seen (or our own)
+    for (const hold of this._holds) {
+      if (!hold.keys.has(key)) continue;
+      // A restore or import of ours is changing this key: its answer decides.
+      const prev = hold.changes.get(key);
+      if (!prev || prev.version < change.version) hold.changes.set(key, change);
+      return;
+    }
     const remote = {
       value: change.deleted || change.value === undefined ? null : change.value,
       version: change.version,
@@ -900,6 +1101,7 @@ export class SyncManager {
   async _onAck(sent, version, conflict) {
     const { key } = sent;
     if (conflict?.winner === 'stored') return this._onLost(sent, conflict);
+    if (conflict?.winner === 'merged') return this._onServerMerged(sent, version, conflict);
     let entry = this._queue.get(key);
     const current = entry?.requestId === sent.requestId;
     if (version >= (this._state.versions[key] ?? 0)) this._markSynced(key, version, sent.value);
@@ -998,13 +1200,69 @@ export class SyncManager {
     this._saveState();
   }
 
+  /**
+   * The server merged our write with a change we had not seen (two arrays of
+   * objects with ids, three-way): the key's value at `version` is neither
+   * side's, and our socket gets no change frame for it, so fetch and adopt it.
+   */
+  async _onServerMerged(sent, version, conflict) {
+    const { key } = sent;
+    let entry = this._queue.get(key);
+    let remote = entry?.remote && entry.remote.version >= version ? entry.remote : null;
+    if (!remote) {
+      try {
+        remote = await this._fetchKey(key, version);
+      } catch (err) {
+        this._transportFailure(err);
+      }
+    }
+    entry = this._queue.get(key);
+    if (!remote) {
+      // Cannot learn the merge now: the write is resent later with the same
+      // requestId, and the server answers with the same merge.
+      if (entry) entry.heldUntil = this._now() + this.retryMs;
+      this._retryLater(this.retryMs);
+      return;
+    }
+    if (entry) {
+      delete entry.heldUntil;
+      if (entry.remote && entry.remote.version <= remote.version) delete entry.remote;
+    }
+    if (version === this._state.cursor + 1 && remote.version >= version) this._state.cursor = version;
+    if (entry && entry.requestId !== sent.requestId) {
+      // Edited again while the write travelled: that edit goes on top of the merge.
+      entry.base = sent.value;
+      const local = this.storage.getItem(key);
+      const merged = mergeById(sent.value, local, remote.value);
+      if (merged !== null) return this._adoptMerge(entry, local, merged, remote);
+      entry.remote = remote; // not mergeable any more: judged when it is sent
+      this._saveQueue();
+      return;
+    }
+    if (entry) this._queue.delete(key);
+    this._applyRemote(key, remote, 'merge');
+    this._conflict({ key, resolution: 'merged', winner: 'both', kept: remote.value, lost: undefined, version: remote.version, server: conflict });
+    this._saveQueue();
+    this._saveState();
+  }
+
   /** The key's value at `version` or later, from the server. */
   async _fetchKey(key, version) {
-    const res = await this._request('GET', `/sync?since=${Math.max(0, version - 1)}`);
-    const v = res.versions?.[key];
-    if (v === undefined || v < version) return null;
-    const has = Object.prototype.hasOwnProperty.call(res.data ?? {}, key);
-    return { value: has ? res.data[key] : null, version: v };
+    return (await this._fetchKeys({ [key]: version }))[key] ?? null;
+  }
+
+  /** Each key's {value, version} at its given version or later, from the server (missing if older). */
+  async _fetchKeys(wanted) {
+    const since = Math.min(...Object.values(wanted));
+    const res = await this._request('GET', `/sync?since=${Math.max(0, since - 1)}`);
+    const out = {};
+    for (const [key, version] of Object.entries(wanted)) {
+      const v = res.versions?.[key];
+      if (v === undefined || v < version) continue;
+      const has = Object.prototype.hasOwnProperty.call(res.data ?? {}, key);
+      out[key] = { value: has ? res.data[key] : null, version: v };
+    }
+    return out;
   }
 
   _conflict(info) {
@@ -1034,7 +1292,7 @@ export class SyncManager {
     }
   }
 
-  async _request(method, path, body, { auth = true } = {}) {
+  async _request(method, path, body, { auth = true, raw = false } = {}) {
     if (!this._fetch) throw new SyncError('no fetch available');
     const headers = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -1051,7 +1309,7 @@ export class SyncManager {
         res = await this._fetch(this._resolve(path), {
           method,
           headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
+          body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
           // A request hanging on a dead network must not hold up the rest.
           signal: globalThis.AbortSignal?.timeout?.(this.requestTimeoutMs),
         });
@@ -1162,6 +1420,7 @@ export class SyncManager {
     const out = [];
     for (const entry of [...this._queue.values()]) {
       if (this._inflightFor(entry.key) || entry.failed || entry.heldUntil > this._now()) continue;
+      if ([...this._holds].some((h) => h.keys.has(entry.key))) continue; // after the restore or import
       if (entry.remote && entry.remote.version > (entry.baseVersion ?? 0)) {
         this._rebase(entry, entry.remote);
         if (!this._queue.has(entry.key)) continue;
@@ -1433,8 +1692,8 @@ export class SyncManager {
         this._onErrorFrame(msg);
         break;
       case 'presence':
-        this.devices = Array.isArray(msg.devices) ? msg.devices : [];
-        this._emit('presence', this.devices);
+        this.onlineDevices = Array.isArray(msg.devices) ? msg.devices : [];
+        this._emit('presence', this.onlineDevices);
         break;
       default: // 'pong' and anything newer: the heartbeat already noted it
     }

@@ -77,14 +77,14 @@ async function newPage(context, hash = '') {
 }
 
 /** Signs the page's SyncManager in through its API (the modal is tested on its own). */
-async function signIn(page, email, register) {
+async function signIn(page, email, register, deviceName = 'test device') {
   const t0 = Date.now();
   await page.evaluate(
-    async ([email, password, register]) => {
-      if (register) await window.sync.register(email, password, 'test device');
-      else await window.sync.login(email, password, 'test device');
+    async ([email, password, register, deviceName]) => {
+      if (register) await window.sync.register(email, password, deviceName);
+      else await window.sync.login(email, password, deviceName);
     },
-    [email, PASSWORD, register],
+    [email, PASSWORD, register, deviceName],
   );
   trace(register ? 'register' : 'login', t0);
   await waitSynced(page);
@@ -301,4 +301,234 @@ test('the demo page: register through the modal, load data, sign in on a second 
   await two.page.locator('#signin-btn').waitFor({ state: 'visible' });
   assert.ok((await getItem(two.page, 'kanban-projects')).includes('Tidewater, Season 2'));
   assert.match((await indicator(two.page)).text, /Not syncing/);
+});
+
+/** What the server answers a token now: the status and error code of GET /api/sync. */
+async function tokenCheck(token) {
+  const res = await fetch(`${server.base}/api/sync`, { headers: { authorization: `Bearer ${token}` } });
+  const body = await res.json().catch(() => null);
+  return { status: res.status, code: body?.error?.code ?? null };
+}
+const toastText = (page) => page.locator('.toast').textContent();
+
+test('export to a file, change data, import the file: the data is back on every device', { timeout: 90_000 }, async () => {
+  const { a, b } = await twoDevices();
+  await a.page.click('[data-action=sample]');
+  await waitSynced(a.page);
+  await waitValue(b.page, 'estimates', (v) => v !== null && v.includes('Northbound Studio'), 'sample data on b');
+
+  // Export through the account menu: a JSON file named by the date.
+  await a.page.click('#account-btn');
+  const [download] = await Promise.all([a.page.waitForEvent('download'), a.page.click('#export-btn')]);
+  assert.match(download.suggestedFilename(), /^alternassist-sync-export-\d{4}-\d{2}-\d{2}\.json$/);
+  const file = path.join(ARTIFACTS, 'export.json');
+  await download.saveAs(file);
+  const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.equal(doc.format, 'alternassist-sync-export');
+  assert.equal(doc.formatVersion, 1);
+  assert.deepEqual(Object.keys(doc.data).sort(), [
+    'accountingTransactions', 'alternatone-payments', 'cue-tracker-sessions', 'estimates',
+    'kanban-columns', 'kanban-projects', 'outstanding-payments',
+  ]);
+  assert.equal(doc.data.estimates, await getItem(a.page, 'estimates'));
+
+  // After the export, b removes two kinds of data and adds a payment.
+  await b.page.evaluate(() => {
+    localStorage.removeItem('estimates');
+    localStorage.removeItem('cue-tracker-sessions');
+  });
+  await waitValue(a.page, 'estimates', (v) => v === null, 'the removal reaches a');
+  await waitValue(a.page, 'cue-tracker-sessions', (v) => v === null, 'the removal reaches a');
+  await waitSynced(b.page);
+
+  // A file that is not an export is refused with a readable message, and nothing changes.
+  const bad = path.join(ARTIFACTS, 'not-an-export.json');
+  fs.writeFileSync(bad, JSON.stringify({ hello: 'world' }));
+  await a.page.click('#account-btn');
+  const [badChooser] = await Promise.all([a.page.waitForEvent('filechooser'), a.page.click('#import-btn')]);
+  await badChooser.setFiles(bad);
+  await a.page.getByText('Import failed: That file is not an alternassist-sync export.').waitFor();
+  assert.equal(await getItem(a.page, 'estimates'), null);
+
+  // Import the export through the file picker on a.
+  await b.page.evaluate(() => (location.hash = '#estimates'));
+  await a.page.click('#account-btn');
+  const [chooser] = await Promise.all([a.page.waitForEvent('filechooser'), a.page.click('#import-btn')]);
+  await chooser.setFiles(file);
+  await a.page.getByText(/^Import finished: 7 kinds of data/).waitFor();
+  // The two removed keys come back; the five unchanged ones are left alone.
+  assert.match(await toastText(a.page), /^Import finished: 7 kinds of data, 2 updated/);
+  await a.page.screenshot({ path: path.join(ARTIFACTS, 'import-done.png') });
+
+  // b shows the estimates again, without a reload, and both devices agree.
+  await b.page.getByText('Northbound Studio').waitFor();
+  await waitValue(b.page, 'cue-tracker-sessions', (v) => v !== null && v.includes('1M3'), 'cue sessions back on b');
+  await waitSynced(a.page);
+  await waitSynced(b.page);
+  for (const key of ['estimates', 'cue-tracker-sessions']) {
+    assert.equal(await getItem(a.page, key), doc.data[key], `${key} on a is the exported value`);
+    assert.equal(await getItem(b.page, key), doc.data[key], `${key} on b is the exported value`);
+  }
+  assert.deepEqual(await a.page.evaluate(() => window.sync.conflicts.length), 0, 'an import is not a conflict on this device');
+  await b.page.screenshot({ path: path.join(ARTIFACTS, 'import-restored.png') });
+});
+
+test('an array written on a stale base is merged by id on the server; the writer adopts the merge', { timeout: 60_000 }, async () => {
+  const email = newEmail();
+  const a = await openDevice();
+  // a's socket goes through this route, which can hold back the server's
+  // change frames: a then writes on a base it believes current, as a device
+  // does whose write crosses another device's in flight.
+  let dropChanges = false;
+  let dropped = 0;
+  await a.page.routeWebSocket(/\/api\/ws$/, (ws) => {
+    const upstream = ws.connectToServer();
+    upstream.onMessage((m) => {
+      if (dropChanges && String(m).includes('"type":"change"')) dropped++;
+      else ws.send(m);
+    });
+  });
+  await a.page.reload(); // the route takes effect in pages loaded after it
+  await a.page.waitForFunction(() => window.sync !== undefined);
+  await signIn(a.page, email, true);
+  const b = await openDevice();
+  await signIn(b.page, email, false);
+
+  const p = (id, title, updatedAt) => ({ id, title, columnId: 'c1', updatedAt });
+  const edit = (page, index, title, updatedAt) =>
+    page.evaluate(
+      ([index, title, updatedAt]) => {
+        const items = JSON.parse(localStorage.getItem('kanban-projects'));
+        items[index] = { ...items[index], title, updatedAt };
+        localStorage.setItem('kanban-projects', JSON.stringify(items));
+      },
+      [index, title, updatedAt],
+    );
+  await setItem(a.page, 'kanban-projects', JSON.stringify([p('p1', 'Northern Lights', 1000), p('p2', 'Tidewater', 1000)]));
+  await waitValue(b.page, 'kanban-projects', (v) => v !== null && v.includes('Tidewater'), 'start value on b');
+  await waitSynced(a.page);
+  await waitSynced(b.page);
+
+  dropChanges = true;
+  await edit(b.page, 1, 'Tidewater (B)', 2000);
+  await waitSynced(b.page);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(dropped, 1, "b's change was held back from a");
+  await edit(a.page, 0, 'Northern Lights (A)', 3000);
+  const merged = [p('p1', 'Northern Lights (A)', 3000), p('p2', 'Tidewater (B)', 2000)];
+  await waitValue(a.page, 'kanban-projects', (v) => v !== null && v.includes('Tidewater (B)'), 'a adopts the server merge');
+  await waitSynced(a.page);
+  assert.deepEqual(JSON.parse(await getItem(a.page, 'kanban-projects')), merged, 'a holds the merge, which neither side sent');
+  const conflicts = await a.page.evaluate(() => window.sync.conflicts.map(({ key, resolution, server }) => ({ key, resolution, server })));
+  assert.equal(conflicts.length, 1);
+  assert.equal(conflicts[0].resolution, 'merged');
+  assert.equal(conflicts[0].server?.resolution, 'merged');
+  assert.equal(conflicts[0].server?.winner, 'merged');
+  await waitValue(b.page, 'kanban-projects', (v) => v !== null && v.includes('Northern Lights (A)'), 'b gets the merge');
+  assert.deepEqual(JSON.parse(await getItem(b.page, 'kanban-projects')), merged);
+
+  // The next edit on a is a plain fast-forward on the merged version.
+  dropChanges = false;
+  await edit(a.page, 1, 'Tidewater (A after merge)', 4000);
+  await waitValue(b.page, 'kanban-projects', (v) => v !== null && v.includes('A after merge'), 'the next edit reaches b');
+  await waitSynced(a.page);
+  await waitSynced(b.page);
+  assert.equal(await getItem(a.page, 'kanban-projects'), await getItem(b.page, 'kanban-projects'));
+  assert.equal(await a.page.evaluate(() => window.sync.conflicts.length), 1, 'no further conflict');
+  assert.equal(await b.page.evaluate(() => window.sync.conflicts.length), 0);
+});
+
+test('devices: page A lists both devices and signs device B out; B is signed out and its token is dead', { timeout: 90_000 }, async () => {
+  const email = newEmail();
+  const a = await openDevice();
+  const b = await openDevice();
+  await signIn(a.page, email, true, 'Studio iMac');
+  await signIn(b.page, email, false, 'Laptop');
+  await setItem(b.page, 'estimates', JSON.stringify([{ id: 'est-b', client: 'Kept On B', amount: 1, updatedAt: Date.now() }]));
+  await waitSynced(b.page);
+  const bToken = await getItem(b.page, 'sync-token');
+  const aToken = await getItem(a.page, 'sync-token');
+  const bId = await b.page.evaluate(() => window.sync.deviceId);
+
+  await a.page.click('#account-btn');
+  await a.page.click('#devices-btn');
+  await a.page.waitForFunction(() => document.querySelectorAll('#device-list li[data-device]').length === 2);
+  const rows = await a.page.$$eval('#device-list li[data-device]', (lis) =>
+    lis.map((li) => ({
+      id: li.dataset.device,
+      text: li.textContent.replace(/\s+/g, ' ').trim(),
+      current: li.classList.contains('current'),
+      online: !!li.querySelector('.dot.online'),
+    })),
+  );
+  assert.deepEqual(rows.map((r) => r.current), [true, false], 'oldest first: this device, then b');
+  assert.match(rows[0].text, /Studio iMac This device/);
+  assert.match(rows[1].text, /Laptop/);
+  assert.doesNotMatch(rows[1].text, /This device/);
+  assert.equal(rows[1].id, bId);
+  assert.match(rows[1].text, /Signed in \w{3} \d{1,2}, \d{4} · Online now/);
+  assert.deepEqual(rows.map((r) => r.online), [true, true], 'both have a socket open');
+  await a.page.screenshot({ path: path.join(ARTIFACTS, 'devices-panel.png') });
+
+  await a.page.click(`#device-list li[data-device="${bId}"] [data-revoke]`);
+  // b's page: signed out at once (socket closed with 4001), sign-in offered, data kept.
+  await b.page.locator('#auth-dialog').waitFor({ state: 'visible' });
+  await b.page.getByText('This device was signed out of sync').first().waitFor();
+  assert.equal(await b.page.evaluate(() => window.sync.signedIn), false);
+  assert.equal(await getItem(b.page, 'sync-token'), null);
+  assert.ok((await getItem(b.page, 'estimates')).includes('Kept On B'));
+  await b.page.screenshot({ path: path.join(ARTIFACTS, 'device-signed-out.png') });
+  assert.deepEqual(await tokenCheck(bToken), { status: 401, code: 'unauthorized' });
+  assert.equal((await tokenCheck(aToken)).status, 200);
+  await a.page.waitForFunction(() => document.querySelectorAll('#device-list li[data-device]').length === 1);
+
+  // "Sign out this device" on a's own row signs a out.
+  await a.page.click('#device-list li.current [data-revoke]');
+  await a.page.locator('#signin-btn').waitFor({ state: 'visible' });
+  assert.equal(await a.page.evaluate(() => window.sync.signedIn), false);
+  assert.deepEqual(await tokenCheck(aToken), { status: 401, code: 'unauthorized' });
+  assert.match((await indicator(a.page)).text, /Not syncing/);
+});
+
+test('history: restore an old version from the History panel; both devices take it, no conflict', { timeout: 90_000 }, async () => {
+  const { a, b } = await twoDevices();
+  await a.page.evaluate(() => (location.hash = '#estimates'));
+  await b.page.evaluate(() => (location.hash = '#estimates'));
+  const est = (client) => JSON.stringify([{ id: 'est-h', client, project: 'Score', amount: 100, status: 'Draft', updatedAt: Date.now() }]);
+  await setItem(a.page, 'estimates', est('First Version Ltd'));
+  await waitSynced(a.page);
+  await setItem(a.page, 'estimates', est('Second Version Ltd'));
+  await waitSynced(a.page);
+  await b.page.getByText('Second Version Ltd').waitFor();
+
+  await a.page.click('#history-btn');
+  assert.equal(await a.page.inputValue('#history-key'), 'estimates', 'the panel opens on the data of the current view');
+  await a.page.waitForFunction(() => document.querySelectorAll('#history-list li[data-version]').length === 2);
+  const versions = await a.page.$$eval('#history-list li[data-version]', (lis) => lis.map((li) => [Number(li.dataset.version), li.classList.contains('current')]));
+  assert.equal(versions[0][1], true, 'newest first, marked current');
+  assert.equal(await a.page.locator('#history-list li.current [data-restore-version]').count(), 0, 'no restore on the current version');
+  const oldest = versions[1][0];
+  await a.page.click(`#history-list [data-restore-version="${oldest}"]`);
+
+  await waitValue(a.page, 'estimates', (v) => v !== null && v.includes('First Version Ltd'), 'restored on a');
+  await a.page.getByText('First Version Ltd').waitFor();
+  await b.page.getByText('First Version Ltd').waitFor();
+  await waitSynced(a.page);
+  await waitSynced(b.page);
+  assert.equal(await getItem(a.page, 'estimates'), await getItem(b.page, 'estimates'));
+  assert.deepEqual(
+    [await a.page.evaluate(() => window.sync.conflicts.length), await b.page.evaluate(() => window.sync.conflicts.length)],
+    [0, 0],
+    'a restore is not a conflict',
+  );
+  await a.page.waitForFunction(() => document.querySelectorAll('#history-list li[data-version]').length === 3);
+  const after = await a.page.$$eval('#history-list li[data-version]', (lis) => lis.map((li) => [Number(li.dataset.version), li.classList.contains('current')]));
+  assert.ok(after[0][0] > versions[0][0] && after[0][1], 'the restore is a new, current version');
+  await a.page.screenshot({ path: path.join(ARTIFACTS, 'history-panel.png') });
+
+  // The next edit on b is a plain fast-forward on the restored version.
+  await setItem(b.page, 'estimates', est('Third Version Ltd'));
+  await a.page.getByText('Third Version Ltd').waitFor();
+  await waitSynced(b.page);
+  assert.equal(await b.page.evaluate(() => window.sync.conflicts.length), 0);
 });

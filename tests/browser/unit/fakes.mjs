@@ -1,10 +1,12 @@
 // Test doubles for the SyncManager unit tests: a storage object, and an
 // in-memory server that speaks the Worker's REST and WebSocket contract
-// (versions, fast-forward, last-write-wins, idempotent requestIds, broadcast
-// to the user's other sockets, close 4001 on logout) through an injected
-// `fetch` and `WebSocket` class.
+// (versions, fast-forward, three-way merge of arrays with ids,
+// last-write-wins, idempotent requestIds, broadcast to the user's other
+// sockets, close 4001 on logout; history and restore, export and import,
+// the device list and revocation) through an injected `fetch` and
+// `WebSocket` class.
 
-import { SyncManager } from '../../../client-demo/sync-manager.js';
+import { SyncManager, mergeById } from '../../../client-demo/sync-manager.js';
 
 /** Anything with getItem/setItem/removeItem/key/length works as storage. */
 export class MemoryStorage {
@@ -57,6 +59,9 @@ export class FakeServer {
     this.silent = false; // open sockets get no answer at all (a dead link)
     this.holdAcks = false; // acks wait until release()
     this.rateLimitWrites = 0; // the next n socket writes are refused with rate_limited
+    this.mergeArrays = true; // a conflict between two arrays of objects with ids is merged three-way, like the Worker
+    this.muted = new Set(); // device ids whose sockets get no change frames (to make a writer miss a change)
+    this.onRequest = null; // (method, path) => void or a promise the answer waits for, called as each REST request arrives
     this.held = [];
     this.log = []; // every REST request and socket frame, for assertions
     const server = this;
@@ -71,10 +76,20 @@ export class FakeServer {
   // ------------------------------------------------------------- control
 
   /** Creates an account directly and returns a token for a new device. */
-  seedUser(email, password = 'password1') {
+  seedUser(email, password = 'password1', deviceName = 'Seeded device') {
     const userId = id('user-');
     this.users.set(email, { password, userId });
-    return this.#device(userId);
+    return this.#device(userId, deviceName);
+  }
+
+  /** The device id behind a token. */
+  deviceOf(token) {
+    return this.tokens.get(token).deviceId;
+  }
+
+  /** The sockets of the device behind `token` stop receiving change frames. */
+  mute(token) {
+    this.muted.add(this.deviceOf(token));
   }
 
   /** A write as another device of the user would make it (broadcast to all sockets). */
@@ -115,9 +130,10 @@ export class FakeServer {
 
   // -------------------------------------------------------------- model
 
-  #device(userId) {
+  #device(userId, name = null) {
     const token = id('tok-');
-    this.tokens.set(token, { userId, deviceId: id('dev-'), revoked: false });
+    const now = this.now();
+    this.tokens.set(token, { userId, deviceId: id('dev-'), revoked: false, name, createdAt: now, lastSeenAt: now });
     return token;
   }
 
@@ -158,6 +174,27 @@ export class FakeServer {
         storedUpdatedAt: stored.updatedAt,
       });
       let conflict = null;
+      if (stored && w.baseVersion !== stored.version && this.mergeArrays && !stored.deleted && !incoming.deleted) {
+        // Two arrays of objects with ids: merged three-way against the value
+        // at baseVersion (without a base: last-write-wins).
+        const baseRow = u.history.find((h) => !h.loser && h.key === w.key && h.version === w.baseVersion);
+        const merged = baseRow && !baseRow.deleted ? mergeById(baseRow.value, incoming.value, stored.value) : null;
+        if (merged !== null) {
+          u.history.push({ key: w.key, ...incoming, loser: true });
+          const mergedConflict = (version) => ({ ...conflictWith('merged', version), resolution: 'merged' });
+          if (merged === stored.value) {
+            results.push({ key: w.key, version: stored.version, applied: false, conflict: mergedConflict(stored.version) });
+            continue;
+          }
+          const version = ++u.cursor;
+          const row = { deleted: false, value: merged, updatedAt: Math.max(incoming.updatedAt, stored.updatedAt), version, deviceId: dev.deviceId };
+          u.keys.set(w.key, row);
+          u.history.push({ key: w.key, ...row });
+          changes.push({ key: w.key, value: merged, version, deleted: false, updatedAt: row.updatedAt, deviceId: dev.deviceId });
+          results.push({ key: w.key, version, applied: true, conflict: mergedConflict(version) });
+          continue;
+        }
+      }
       if (stored && w.baseVersion !== stored.version) {
         const cmp =
           incoming.updatedAt - stored.updatedAt ||
@@ -184,7 +221,7 @@ export class FakeServer {
 
   #broadcast(userId, changes, except) {
     for (const s of this.sockets) {
-      if (s !== except && s.device.userId === userId && s.readyState === 1) {
+      if (s !== except && s.device.userId === userId && s.readyState === 1 && !this.muted.has(s.device.deviceId)) {
         for (const c of changes) s._deliver({ type: 'change', ...c });
       }
     }
@@ -205,10 +242,17 @@ export class FakeServer {
     if (this.offline) throw new TypeError('Failed to fetch');
     const u = new URL(url);
     const method = (init.method ?? 'GET').toUpperCase();
-    const body = init.body ? JSON.parse(init.body) : null;
+    let body = null;
+    let badJson = false;
+    try {
+      body = init.body ? JSON.parse(init.body) : null;
+    } catch {
+      badJson = true;
+    }
     this.log.push({ method, path: u.pathname + u.search, body });
-    const json = (status, obj) =>
-      new Response(JSON.stringify(obj), { status, headers: { 'content-type': 'application/json' } });
+    await this.onRequest?.(method, u.pathname + u.search);
+    const json = (status, obj, headers = {}) =>
+      new Response(JSON.stringify(obj), { status, headers: { 'content-type': 'application/json', ...headers } });
     const fail = (status, code) => json(status, { success: false, error: { code, message: code } });
     const path = u.pathname.replace(/^\/api/, '');
 
@@ -222,7 +266,7 @@ export class FakeServer {
         return fail(401, 'invalid_credentials');
       }
       const { userId } = this.users.get(body.email);
-      const token = this.#device(userId);
+      const token = this.#device(userId, body.deviceName ?? null);
       const { deviceId } = this.tokens.get(token);
       return json(path.endsWith('register') ? 201 : 200, { success: true, token, userId, deviceId });
     }
@@ -230,6 +274,7 @@ export class FakeServer {
     const token = (init.headers?.authorization ?? '').replace(/^Bearer /, '');
     const dev = this.tokens.get(token);
     if (!dev || dev.revoked) return fail(401, 'unauthorized');
+    if (badJson) return fail(400, 'invalid_json');
 
     if (path === '/auth/logout') {
       this.revoke(token);
@@ -261,7 +306,9 @@ export class FakeServer {
         cursor: a.cursor,
       });
     }
-    const m = path.match(/^\/sync\/(.+)$/);
+    const routed = this.#issue5Routes(dev, method, path, body, json, fail, u.searchParams);
+    if (routed) return routed;
+    const m = path.match(/^\/sync\/([^/]+)$/);
     if (m && (method === 'PUT' || method === 'DELETE')) {
       const key = decodeURIComponent(m[1]);
       const value = method === 'PUT' ? body.value : null;
@@ -271,6 +318,95 @@ export class FakeServer {
       return json(200, { success: true, key, version: r.version, conflict: r.conflict });
     }
     return fail(404, 'not_found');
+  }
+
+  /** History and restore, export and import, devices (issue 5's contract). */
+  #issue5Routes(dev, method, path, body, json, fail, query) {
+    const u = this.#user(dev.userId);
+    const nameOf = (deviceId) => [...this.tokens.values()].find((t) => t.deviceId === deviceId)?.name ?? null;
+    const accepted = (key) => u.history.filter((h) => !h.loser && h.key === key);
+    let m = path.match(/^\/sync\/([^/]+)\/history$/);
+    if (m && method === 'GET') {
+      const key = decodeURIComponent(m[1]);
+      const current = u.keys.get(key)?.version;
+      const before = Number(query.get('before') ?? Infinity);
+      const limit = Number(query.get('limit') ?? 50);
+      const history = accepted(key)
+        .filter((h) => h.version < before)
+        .sort((a, b) => b.version - a.version)
+        .slice(0, limit)
+        .map((h) => ({
+          version: h.version,
+          updatedAt: h.updatedAt,
+          deviceId: h.deviceId,
+          deviceName: nameOf(h.deviceId),
+          deleted: h.deleted,
+          size: h.deleted ? 0 : Buffer.byteLength(h.value, 'utf8'),
+          current: h.version === current,
+        }));
+      return json(200, { success: true, key, history });
+    }
+    m = path.match(/^\/sync\/([^/]+)\/history\/([^/]+)$/);
+    if (m && method === 'GET') {
+      const key = decodeURIComponent(m[1]);
+      if (!/^[1-9][0-9]*$/.test(m[2])) return fail(400, 'invalid_request');
+      const h = accepted(key).find((x) => x.version === Number(m[2]));
+      if (!h) return fail(404, 'not_found');
+      return json(200, { success: true, key, version: h.version, value: h.deleted ? null : h.value, deleted: h.deleted, updatedAt: h.updatedAt, deviceId: h.deviceId });
+    }
+    m = path.match(/^\/sync\/([^/]+)\/restore$/);
+    if (m && method === 'POST') {
+      const key = decodeURIComponent(m[1]);
+      if (!Number.isInteger(body?.version) || body.version < 1) return fail(400, 'invalid_request');
+      const h = accepted(key).find((x) => x.version === body.version);
+      if (!h) return fail(404, 'not_found');
+      const a = this.#apply(dev, [{ key, value: h.deleted ? null : h.value, baseVersion: u.keys.get(key)?.version, updatedAt: this.now() }], body.requestId);
+      this.#broadcast(dev.userId, a.changes, null);
+      return json(200, { success: true, key, version: a.results[0].version, conflict: null });
+    }
+    if (path === '/export' && method === 'GET') {
+      const doc = { format: 'alternassist-sync-export', formatVersion: 1, exportedAt: new Date(this.now()).toISOString(), data: {}, versions: {} };
+      for (const [k, r] of u.keys) {
+        if (r.deleted) continue;
+        doc.data[k] = r.value;
+        doc.versions[k] = r.version;
+      }
+      return json(200, doc, { 'content-disposition': 'attachment; filename="alternassist-sync-export.json"' });
+    }
+    if (path === '/import' && method === 'POST') {
+      const valid =
+        body?.format === 'alternassist-sync-export' &&
+        body.formatVersion === 1 &&
+        body.data && typeof body.data === 'object' && !Array.isArray(body.data) &&
+        Object.values(body.data).every((v) => typeof v === 'string') &&
+        (body.versions === undefined || (typeof body.versions === 'object' && Object.values(body.versions).every((v) => Number.isInteger(v) && v >= 0)));
+      if (!valid) return fail(400, 'invalid_request');
+      const writes = Object.entries(body.data).map(([key, value]) => ({ key, value, baseVersion: body.versions?.[key], updatedAt: this.now() }));
+      const a = this.#apply(dev, writes, null);
+      this.#broadcast(dev.userId, a.changes, null);
+      return json(200, {
+        success: true,
+        synced: a.results.filter((r) => r.applied).map((r) => r.key),
+        conflicts: a.results.filter((r) => r.conflict).map((r) => r.conflict),
+        versions: Object.fromEntries(a.results.map((r) => [r.key, r.version])),
+        cursor: a.cursor,
+      });
+    }
+    if (path === '/devices' && method === 'GET') {
+      const online = new Set([...this.sockets].filter((s) => s.readyState === 1).map((s) => s.device.deviceId));
+      const devices = [...this.tokens.values()]
+        .filter((t) => t.userId === dev.userId && !t.revoked)
+        .map((t) => ({ id: t.deviceId, name: t.name, createdAt: t.createdAt, lastSeenAt: t.lastSeenAt, current: t === dev, online: online.has(t.deviceId) }));
+      return json(200, { success: true, devices });
+    }
+    m = path.match(/^\/devices\/([^/]+)$/);
+    if (m && method === 'DELETE') {
+      const target = [...this.tokens.entries()].find(([, t]) => t.deviceId === decodeURIComponent(m[1]) && t.userId === dev.userId && !t.revoked);
+      if (!target) return fail(404, 'not_found');
+      this.revoke(target[0]);
+      return json(200, { success: true });
+    }
+    return null;
   }
 
   // ------------------------------------------------------------ sockets
