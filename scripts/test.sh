@@ -4,8 +4,11 @@
 #   1. cargo fmt --check
 #   2. cargo clippy, host (all targets) and wasm32 (the Worker), warnings denied
 #   3. scripts/build.sh (the release Worker into build/worker/)
-#   4. cargo test: host unit and property tests, and the `api` integration
-#      tests, which start their own `wrangler dev` servers on the build
+#   4. cargo test: host unit and property tests, the spec checks, the `api`
+#      integration tests and the short soak test, which start their own
+#      `wrangler dev` servers on the build
+#   5. the load tool in quick mode (proves it runs; asserts no timing)
+#   6. client unit tests (node), browser tests (Chromium), schemathesis
 #
 #   QUICK=1 ./scripts/test.sh      # skip clippy
 #   SKIP_SETUP=1 ./scripts/test.sh # skip the install checks
@@ -44,10 +47,12 @@ else
 fi
 run "build" env SKIP_SETUP=1 "$ROOT/scripts/build.sh"
 run "cargo test" cargo test
+# (cargo test includes the short soak test, tests/soak.) The load tool in
+# quick mode proves it works; it asserts no timing.
+run "bench (quick)" cargo test --bench load -- --quick
 run "client unit tests" node --test tests/browser/unit/
 run "browser tests" node --test tests/browser/e2e.test.mjs
 run "schemathesis" "$ROOT/scripts/schemathesis.sh"
-# Next: node --test for the JS client, browser tests.
 
 summary="$(printf '%s, ' "${done_steps[@]}")"
 printf '\n== test.sh: OK in %ss: %s\n' "$((SECONDS - t_start))" "${summary%, }"

@@ -411,43 +411,7 @@ wait"#;
     }
 
     fn read_proxy_data(&self) -> Option<Endpoint> {
-        let dir = self.state_dir.join("wrangler-logs");
-        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        // Named wrangler-<date>_<time>.log: name order is time order.
-        files.sort();
-        let marker = r#"{"type":"reloadComplete""#;
-        let mut last = None;
-        for f in files {
-            let text = fs::read_to_string(&f).unwrap_or_default();
-            if let Some(line) = text.lines().rfind(|l| l.contains(marker)) {
-                last = Some(line[line.find(marker)?..].to_string());
-            }
-        }
-        let last = last?;
-        let message: Value = serde_json::Deserializer::from_str(&last)
-            .into_iter::<Value>()
-            .next()?
-            .ok()?;
-        let data = &message["proxyData"];
-        let url = &data["userWorkerUrl"];
-        let url = format!(
-            "{}//{}:{}",
-            url["protocol"].as_str()?,
-            url["hostname"].as_str()?,
-            url["port"].as_str()?
-        );
-        let headers = data["headers"]
-            .as_object()
-            .map(|h| {
-                h.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(Endpoint { url, headers })
+        read_proxy_data(&self.state_dir.join("wrangler-logs"))
     }
 
     /// Stops the process group (TERM, then KILL after a grace period) and
@@ -462,6 +426,12 @@ wait"#;
     /// Stops `wrangler dev` and starts it again on the same port with the
     /// same state directory, as a deploy or a crash would (no `--var`s).
     pub fn restart(&self) -> Result<(), String> {
+        self.restart_with(&[])
+    }
+
+    /// `restart` with `--var` overrides (the soak test keeps its raised
+    /// rate limits across the restart).
+    pub fn restart_with(&self, vars: &[(&str, &str)]) -> Result<(), String> {
         self.kill();
         let port: u16 = self
             .base_url
@@ -470,7 +440,7 @@ wait"#;
             .and_then(|p| p.parse().ok())
             .ok_or("no port in base_url")?;
         let inspector = free_ports(1)?[0];
-        self.spawn(port, inspector, &[])?;
+        self.spawn(port, inspector, vars)?;
         self.wait_ready()
     }
 
@@ -647,6 +617,47 @@ wait"#;
         let rest = all.split_off(FINGERPRINT_STATEMENTS.min(all.len()));
         Ok((serde_json::to_string(&all)?, rest))
     }
+}
+
+/// The runtime's address and the headers wrangler's proxy adds, from the
+/// newest `reloadComplete` message in the wrangler debug logs in `dir`.
+pub fn read_proxy_data(dir: &Path) -> Option<Endpoint> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    // Named wrangler-<date>_<time>.log: name order is time order.
+    files.sort();
+    let marker = r#"{"type":"reloadComplete""#;
+    let mut last = None;
+    for f in files {
+        let text = fs::read_to_string(&f).unwrap_or_default();
+        if let Some(line) = text.lines().rfind(|l| l.contains(marker)) {
+            last = Some(line[line.find(marker)?..].to_string());
+        }
+    }
+    let last = last?;
+    let message: Value = serde_json::Deserializer::from_str(&last)
+        .into_iter::<Value>()
+        .next()?
+        .ok()?;
+    let data = &message["proxyData"];
+    let url = &data["userWorkerUrl"];
+    let url = format!(
+        "{}//{}:{}",
+        url["protocol"].as_str()?,
+        url["hostname"].as_str()?,
+        url["port"].as_str()?
+    );
+    let headers = data["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Endpoint { url, headers })
 }
 
 const FINGERPRINT_STATEMENTS: usize = 5;

@@ -1,0 +1,214 @@
+//! Starts a `wrangler dev` for any configuration (the baseline, or a copy of
+//! the real Worker for the start-up measurement) and times its first answer.
+//! `server::Server` does the same for the real Worker with a D1 schema; this
+//! is the part of it that works for any project directory.
+
+use crate::server::{free_ports, read_proxy_data, Endpoint};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn wrangler() -> PathBuf {
+    repo_root().join("node_modules/.bin/wrangler")
+}
+
+/// A running `wrangler dev`, stopped (its whole process group) on drop.
+pub struct Proc {
+    child: Option<Child>,
+    pub base_url: String,
+    /// Direct address of the runtime, as in `server::Server::endpoint`.
+    pub endpoint: Endpoint,
+    /// From spawning `wrangler dev` to the first answer `ready` accepted.
+    pub first_answer: Duration,
+    work: PathBuf,
+}
+
+/// Spawns `wrangler dev` on `config` (run in `project`), keeping its state
+/// and logs under `work`, and waits until GET `probe_path` answers in a way
+/// `ready(status, body)` accepts.
+pub fn start(
+    config: &Path,
+    project: &Path,
+    work: &Path,
+    vars: &[(&str, &str)],
+    probe_path: &str,
+    ready: fn(u16, &str) -> bool,
+) -> Result<Proc, String> {
+    fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let ports = free_ports(2)?;
+    let log = fs::File::create(work.join("wrangler-dev.log")).map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    // Same watchdog as server.rs: the group goes away if this process dies.
+    let watchdog = r#"parent=$1; shift
+"$@" &
+child=$!
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
+kill -TERM 0 2>/dev/null
+wait"#;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(watchdog)
+        .arg("sh")
+        .arg(std::process::id().to_string())
+        .arg(wrangler())
+        .args(["dev", "--config"])
+        .arg(config)
+        .arg("--persist-to")
+        .arg(work.join("data"))
+        .args(["--ip", "127.0.0.1", "--port", &ports[0].to_string()])
+        .args(["--inspector-port", &ports[1].to_string()])
+        .args([
+            "--show-interactive-dev-session=false",
+            "--log-level",
+            "warn",
+        ]);
+    for (k, v) in vars {
+        cmd.arg("--var").arg(format!("{k}:{v}"));
+    }
+    cmd.current_dir(project)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_LOG_PATH", work.join("wrangler-logs"))
+        .env("WRANGLER_REGISTRY_PATH", work.join("registry"))
+        .env("NO_COLOR", "1")
+        .env("FORCE_COLOR", "0")
+        .env("CI", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .process_group(0);
+    let started = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start wrangler dev: {e}"))?;
+    let base_url = format!("http://127.0.0.1:{}", ports[0]);
+    let mut proc = Proc {
+        child: Some(child),
+        endpoint: Endpoint {
+            url: base_url.clone(),
+            headers: Vec::new(),
+        },
+        base_url,
+        first_answer: Duration::ZERO,
+        work: work.to_path_buf(),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    let url = format!("{}{probe_path}", proc.base_url);
+    loop {
+        if let Ok(mut r) = agent.get(&url).call() {
+            let status = r.status().as_u16();
+            let body = r.body_mut().read_to_string().unwrap_or_default();
+            if ready(status, &body) {
+                proc.first_answer = started.elapsed();
+                break;
+            }
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            let log = fs::read_to_string(work.join("wrangler-dev.log")).unwrap_or_default();
+            return Err(format!(
+                "wrangler dev ({}) gave no answer in {READY_TIMEOUT:?}; log:\n{log}",
+                config.display()
+            ));
+        }
+        if let Some(Ok(Some(status))) = proc.child.as_mut().map(Child::try_wait) {
+            let log = fs::read_to_string(work.join("wrangler-dev.log")).unwrap_or_default();
+            return Err(format!("wrangler dev exited ({status}); log:\n{log}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(ep) = find_direct(work, probe_path, ready) {
+        proc.endpoint = ep;
+    }
+    Ok(proc)
+}
+
+/// The runtime's own address from wrangler's `reloadComplete` debug log
+/// message, checked with one request (see `server::Server::endpoint`).
+fn find_direct(work: &Path, probe_path: &str, ready: fn(u16, &str) -> bool) -> Option<Endpoint> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(ep) = read_proxy_data(&work.join("wrangler-logs")) {
+            let mut req = agent.get(format!("{}{probe_path}", ep.url));
+            for (n, v) in &ep.headers {
+                req = req.header(n, v);
+            }
+            if let Ok(mut r) = req.call() {
+                let status = r.status().as_u16();
+                let body = r.body_mut().read_to_string().unwrap_or_default();
+                if ready(status, &body) {
+                    return Some(ep);
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("load: no direct endpoint found; going through wrangler's proxy");
+    None
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let group = format!("-{}", child.id());
+            let signal = |sig: &str| {
+                Command::new("kill")
+                    .args([sig, "--", &group])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            signal("-TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && signal("-0") {
+                let _ = child.try_wait();
+                thread::sleep(Duration::from_millis(100));
+            }
+            if signal("-0") {
+                signal("-KILL");
+            }
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Copies what `wrangler dev` serves for the real Worker into `dst` (as
+/// `Server` does), so a rebuild during the run changes nothing.
+pub fn copy_project(dst: &Path) -> Result<(), String> {
+    let root = repo_root();
+    fs::create_dir_all(dst).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("cp");
+    cmd.arg("-r");
+    for name in ["wrangler.toml", "build", "client-demo", "migrations"] {
+        cmd.arg(root.join(name));
+    }
+    let out = cmd
+        .arg(dst)
+        .output()
+        .map_err(|e| format!("cannot run cp: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "copying the project failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
