@@ -1165,23 +1165,10 @@ export class SyncManager {
   /** Our write lost by last-write-wins: take the server's value (or merge). */
   async _onLost(sent, conflict) {
     const { key } = sent;
-    const stored = conflict.version;
-    let entry = this._queue.get(key);
-    let remote = entry?.remote && entry.remote.version >= stored ? entry.remote : null;
-    if (!remote) {
-      try {
-        remote = await this._fetchKey(key, stored);
-      } catch (err) {
-        this._transportFailure(err);
-      }
-    }
-    entry = this._queue.get(key);
-    if (!remote) {
-      // Cannot learn the winner now: the edit stays queued and is tried again later.
-      if (entry) entry.heldUntil = this._now() + this.retryMs;
-      this._retryLater(this.retryMs);
-      return;
-    }
+    const remote = await this._remoteAt(key, conflict.version);
+    // Cannot learn the winner now: the edit stays queued and is tried again later.
+    if (!remote) return;
+    const entry = this._queue.get(key);
     delete entry?.heldUntil;
     if (!entry) return this._applyRemote(key, remote);
     const local = this.storage.getItem(key);
@@ -1207,23 +1194,11 @@ export class SyncManager {
    */
   async _onServerMerged(sent, version, conflict) {
     const { key } = sent;
-    let entry = this._queue.get(key);
-    let remote = entry?.remote && entry.remote.version >= version ? entry.remote : null;
-    if (!remote) {
-      try {
-        remote = await this._fetchKey(key, version);
-      } catch (err) {
-        this._transportFailure(err);
-      }
-    }
-    entry = this._queue.get(key);
-    if (!remote) {
-      // Cannot learn the merge now: the write is resent later with the same
-      // requestId, and the server answers with the same merge.
-      if (entry) entry.heldUntil = this._now() + this.retryMs;
-      this._retryLater(this.retryMs);
-      return;
-    }
+    const remote = await this._remoteAt(key, version);
+    // Cannot learn the merge now: the write is resent later with the same
+    // requestId, and the server answers with the same merge.
+    if (!remote) return;
+    const entry = this._queue.get(key);
     if (entry) {
       delete entry.heldUntil;
       if (entry.remote && entry.remote.version <= remote.version) delete entry.remote;
@@ -1244,6 +1219,28 @@ export class SyncManager {
     this._conflict({ key, resolution: 'merged', winner: 'both', kept: remote.value, lost: undefined, version: remote.version, server: conflict });
     this._saveQueue();
     this._saveState();
+  }
+
+  /**
+   * The key's {value, version} at `version` or later: from a change already
+   * received, else from the server. Null when it cannot be learned now; the
+   * key's queued edit is then held and a retry scheduled.
+   */
+  async _remoteAt(key, version) {
+    const known = this._queue.get(key)?.remote;
+    if (known && known.version >= version) return known;
+    let remote = null;
+    try {
+      remote = await this._fetchKey(key, version);
+    } catch (err) {
+      this._transportFailure(err);
+    }
+    if (!remote) {
+      const entry = this._queue.get(key);
+      if (entry) entry.heldUntil = this._now() + this.retryMs;
+      this._retryLater(this.retryMs);
+    }
+    return remote;
   }
 
   /** The key's value at `version` or later, from the server. */

@@ -3,7 +3,7 @@
 //! `server::Server` does the same for the real Worker with a D1 schema; this
 //! is the part of it that works for any project directory.
 
-use crate::server::{free_ports, read_proxy_data, Endpoint};
+use crate::server::{free_ports, read_proxy_data, stop_group, Endpoint};
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -165,26 +165,8 @@ fn find_direct(work: &Path, probe_path: &str, ready: fn(u16, &str) -> bool) -> O
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let group = format!("-{}", child.id());
-            let signal = |sig: &str| {
-                Command::new("kill")
-                    .args([sig, "--", &group])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            };
-            signal("-TERM");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && signal("-0") {
-                let _ = child.try_wait();
-                thread::sleep(Duration::from_millis(100));
-            }
-            if signal("-0") {
-                signal("-KILL");
-            }
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_group(child, Duration::from_secs(5));
         }
         let _ = fs::remove_dir_all(&self.work);
     }

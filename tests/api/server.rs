@@ -446,31 +446,8 @@ wait"#;
 
     fn kill(&self) {
         let child = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut child) = child {
-            let group = format!("-{}", child.id());
-            let signal = |sig: &str| {
-                Command::new("kill")
-                    .args([sig, "--", &group])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false)
-            };
-            signal("-TERM");
-            let deadline = Instant::now() + STOP_GRACE;
-            while Instant::now() < deadline {
-                // The group is gone once no member is left to receive signal 0.
-                if !signal("-0") {
-                    break;
-                }
-                let _ = child.try_wait();
-                thread::sleep(Duration::from_millis(100));
-            }
-            if signal("-0") {
-                signal("-KILL");
-            }
-            let _ = child.wait();
+        if let Some(child) = child {
+            stop_group(child, STOP_GRACE);
         }
     }
 
@@ -658,6 +635,31 @@ pub fn read_proxy_data(dir: &Path) -> Option<Endpoint> {
         })
         .unwrap_or_default();
     Some(Endpoint { url, headers })
+}
+
+/// Stops the process group `child` leads: TERM, then KILL if anything of it
+/// is left after `grace`. By process group id, never by name.
+pub fn stop_group(mut child: Child, grace: Duration) {
+    let group = format!("-{}", child.id());
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    signal("-TERM");
+    let deadline = Instant::now() + grace;
+    // The group is gone once no member is left to receive signal 0.
+    while Instant::now() < deadline && signal("-0") {
+        let _ = child.try_wait();
+        thread::sleep(Duration::from_millis(100));
+    }
+    if signal("-0") {
+        signal("-KILL");
+    }
+    let _ = child.wait();
 }
 
 const FINGERPRINT_STATEMENTS: usize = 5;
