@@ -92,7 +92,7 @@ export class FakeServer {
     this.muted.add(this.deviceOf(token));
   }
 
-  /** A write as another device of the user would make it (broadcast to all sockets). */
+  /** A write as another device of the user would make it, stored only: unlike a real write, no socket is sent a change frame. */
   write(token, key, value, opts = {}) {
     const dev = this.tokens.get(token);
     return this.#apply(dev, [{ key, value, ...opts }], null).results[0];
