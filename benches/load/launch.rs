@@ -3,11 +3,10 @@
 //! `server::Server` does the same for the real Worker with a D1 schema; this
 //! is the part of it that works for any project directory.
 
-use crate::server::{free_ports, read_proxy_data, stop_group, Endpoint};
+use crate::server::{free_ports, read_proxy_data, spawn_dev, stop_group, DevSpawn, Endpoint};
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,10 +14,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn wrangler() -> PathBuf {
-    repo_root().join("node_modules/.bin/wrangler")
 }
 
 /// A running `wrangler dev`, stopped (its whole process group) on drop.
@@ -45,50 +40,17 @@ pub fn start(
 ) -> Result<Proc, String> {
     fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let ports = free_ports(2)?;
-    let log = fs::File::create(work.join("wrangler-dev.log")).map_err(|e| e.to_string())?;
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    // Same watchdog as server.rs: the group goes away if this process dies.
-    let watchdog = r#"parent=$1; shift
-"$@" &
-child=$!
-while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
-kill -TERM 0 2>/dev/null
-wait"#;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(watchdog)
-        .arg("sh")
-        .arg(std::process::id().to_string())
-        .arg(wrangler())
-        .args(["dev", "--config"])
-        .arg(config)
-        .arg("--persist-to")
-        .arg(work.join("data"))
-        .args(["--ip", "127.0.0.1", "--port", &ports[0].to_string()])
-        .args(["--inspector-port", &ports[1].to_string()])
-        .args([
-            "--show-interactive-dev-session=false",
-            "--log-level",
-            "warn",
-        ]);
-    for (k, v) in vars {
-        cmd.arg("--var").arg(format!("{k}:{v}"));
-    }
-    cmd.current_dir(project)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("WRANGLER_LOG_PATH", work.join("wrangler-logs"))
-        .env("WRANGLER_REGISTRY_PATH", work.join("registry"))
-        .env("NO_COLOR", "1")
-        .env("FORCE_COLOR", "0")
-        .env("CI", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2))
-        .process_group(0);
     let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start wrangler dev: {e}"))?;
+    let child = spawn_dev(&DevSpawn {
+        config,
+        project,
+        persist_to: &work.join("data"),
+        state: work,
+        log: &work.join("wrangler-dev.log"),
+        port: ports[0],
+        inspector_port: ports[1],
+        vars,
+    })?;
     let base_url = format!("http://127.0.0.1:{}", ports[0]);
     let mut proc = Proc {
         child: Some(child),

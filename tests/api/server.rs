@@ -210,22 +210,14 @@ impl Server {
 
     /// A wrangler command run in the project copy with its configuration.
     fn wrangler_cmd(&self, args: &[&str], persist_to: &Path) -> Command {
-        let mut cmd = Command::new(wrangler());
-        cmd.args(args)
-            .arg("--config")
-            .arg(self.project_dir().join("wrangler.toml"))
-            .arg("--persist-to")
-            .arg(persist_to)
-            .current_dir(self.project_dir())
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("WRANGLER_LOG_PATH", self.state_dir.join("wrangler-logs"))
-            // wrangler dev instances find each other through a shared registry
-            // and react when another one starts or stops; keep ours private.
-            .env("WRANGLER_REGISTRY_PATH", self.state_dir.join("registry"))
-            .env("NO_COLOR", "1")
-            .env("FORCE_COLOR", "0")
-            .env("CI", "1");
-        cmd
+        let project = self.project_dir();
+        wrangler_command(
+            args,
+            &project.join("wrangler.toml"),
+            &project,
+            persist_to,
+            &self.state_dir,
+        )
     }
 
     fn apply_schema(&self) -> Result<(), String> {
@@ -256,58 +248,17 @@ impl Server {
     }
 
     fn spawn(&self, port: u16, inspector_port: u16, vars: &[(&str, &str)]) -> Result<(), String> {
-        let log = File::create(&self.log_path)
-            .map_err(|e| format!("cannot create {}: {e}", self.log_path.display()))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| format!("cannot clone log handle: {e}"))?;
-        // A watchdog shell leads the process group: it runs wrangler and, should
-        // this test process die without stopping the server (Ctrl-C, a crash),
-        // signals its own group so no `wrangler dev` is left behind.
-        let watchdog = r#"parent=$1; shift
-"$@" &
-child=$!
-while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
-kill -TERM 0 2>/dev/null
-wait"#;
-        let mut args: Vec<String> = vec![
-            "dev".into(),
-            "--ip".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--inspector-port".into(),
-            inspector_port.to_string(),
-            "--show-interactive-dev-session=false".into(),
-            "--log-level".into(),
-            "warn".into(),
-        ];
-        for (name, value) in vars {
-            args.push("--var".into());
-            args.push(format!("{name}:{value}"));
-        }
-        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let wrangler_dev = self.wrangler_cmd(&arg_refs, &self.persist_dir());
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(watchdog)
-            .arg("sh")
-            .arg(std::process::id().to_string())
-            .arg(wrangler_dev.get_program())
-            .args(wrangler_dev.get_args())
-            .current_dir(self.project_dir());
-        for (k, v) in wrangler_dev.get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start wrangler dev: {e}"))?;
+        let project = self.project_dir();
+        let child = spawn_dev(&DevSpawn {
+            config: &project.join("wrangler.toml"),
+            project: &project,
+            persist_to: &self.persist_dir(),
+            state: &self.state_dir,
+            log: &self.log_path,
+            port,
+            inspector_port,
+            vars,
+        })?;
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         Ok(())
     }
@@ -594,6 +545,100 @@ wait"#;
         let rest = all.split_off(FINGERPRINT_STATEMENTS.min(all.len()));
         Ok((serde_json::to_string(&all)?, rest))
     }
+}
+
+/// `wrangler <args> --config <config> --persist-to <persist_to>`, run in
+/// `project`, with its debug logs and instance registry under `state`.
+pub fn wrangler_command(
+    args: &[&str],
+    config: &Path,
+    project: &Path,
+    persist_to: &Path,
+    state: &Path,
+) -> Command {
+    let mut cmd = Command::new(wrangler());
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--persist-to")
+        .arg(persist_to)
+        .current_dir(project)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("WRANGLER_LOG_PATH", state.join("wrangler-logs"))
+        // wrangler dev instances find each other through a shared registry
+        // and react when another one starts or stops; keep ours private.
+        .env("WRANGLER_REGISTRY_PATH", state.join("registry"))
+        .env("NO_COLOR", "1")
+        .env("FORCE_COLOR", "0")
+        .env("CI", "1");
+    cmd
+}
+
+/// Where and how to start one `wrangler dev`.
+pub struct DevSpawn<'a> {
+    pub config: &'a Path,
+    pub project: &'a Path,
+    pub persist_to: &'a Path,
+    pub state: &'a Path,
+    /// stdout and stderr go here.
+    pub log: &'a Path,
+    pub port: u16,
+    pub inspector_port: u16,
+    pub vars: &'a [(&'a str, &'a str)],
+}
+
+/// Starts `wrangler dev` on 127.0.0.1 as the leader of a new process group
+/// (stop it with `stop_group`). A watchdog shell leads the group: it runs
+/// wrangler and, should this process die without stopping the server
+/// (Ctrl-C, a crash), signals its own group so no `wrangler dev` is left.
+pub fn spawn_dev(d: &DevSpawn<'_>) -> Result<Child, String> {
+    let log = File::create(d.log).map_err(|e| format!("cannot create {}: {e}", d.log.display()))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| format!("cannot clone log handle: {e}"))?;
+    let watchdog = r#"parent=$1; shift
+"$@" &
+child=$!
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
+kill -TERM 0 2>/dev/null
+wait"#;
+    let (port, inspector_port) = (d.port.to_string(), d.inspector_port.to_string());
+    let mut args = vec![
+        "dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--inspector-port",
+        &inspector_port,
+        "--show-interactive-dev-session=false",
+        "--log-level",
+        "warn",
+    ];
+    let vars: Vec<String> = d.vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    for v in &vars {
+        args.extend(["--var", v.as_str()]);
+    }
+    let wrangler_dev = wrangler_command(&args, d.config, d.project, d.persist_to, d.state);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(watchdog)
+        .arg("sh")
+        .arg(std::process::id().to_string())
+        .arg(wrangler_dev.get_program())
+        .args(wrangler_dev.get_args())
+        .current_dir(d.project);
+    for (k, v) in wrangler_dev.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2))
+        .process_group(0);
+    cmd.spawn()
+        .map_err(|e| format!("cannot start wrangler dev: {e}"))
 }
 
 /// The runtime's address and the headers wrangler's proxy adds, from the

@@ -219,6 +219,19 @@ export class FakeServer {
     return answer;
   }
 
+  /** Applies `writes` as one batch, tells every socket, and answers (with `json`) as POST /api/sync does. */
+  #batch(json, dev, writes, requestId) {
+    const a = this.#apply(dev, writes, requestId);
+    this.#broadcast(dev.userId, a.changes, null);
+    return json(200, {
+      success: true,
+      synced: a.results.filter((r) => r.applied).map((r) => r.key),
+      conflicts: a.results.filter((r) => r.conflict).map((r) => r.conflict),
+      versions: Object.fromEntries(a.results.map((r) => [r.key, r.version])),
+      cursor: a.cursor,
+    });
+  }
+
   #broadcast(userId, changes, except) {
     for (const s of this.sockets) {
       if (s !== except && s.device.userId === userId && s.readyState === 1 && !this.muted.has(s.device.deviceId)) {
@@ -296,15 +309,7 @@ export class FakeServer {
         ...Object.entries(body.data ?? {}).map(([key, value]) => ({ key, value })),
         ...(body.deleted ?? []).map((key) => ({ key, value: null })),
       ].map((w) => ({ ...w, baseVersion: body.baseVersions?.[w.key], updatedAt: body.updatedAt?.[w.key] }));
-      const a = this.#apply(dev, writes, body.requestId);
-      this.#broadcast(dev.userId, a.changes, null);
-      return json(200, {
-        success: true,
-        synced: a.results.filter((r) => r.applied).map((r) => r.key),
-        conflicts: a.results.filter((r) => r.conflict).map((r) => r.conflict),
-        versions: Object.fromEntries(a.results.map((r) => [r.key, r.version])),
-        cursor: a.cursor,
-      });
+      return this.#batch(json, dev, writes, body.requestId);
     }
     const routed = this.#issue5Routes(dev, method, path, body, json, fail, u.searchParams);
     if (routed) return routed;
@@ -382,15 +387,7 @@ export class FakeServer {
         (body.versions === undefined || (typeof body.versions === 'object' && Object.values(body.versions).every((v) => Number.isInteger(v) && v >= 0)));
       if (!valid) return fail(400, 'invalid_request');
       const writes = Object.entries(body.data).map(([key, value]) => ({ key, value, baseVersion: body.versions?.[key], updatedAt: this.now() }));
-      const a = this.#apply(dev, writes, null);
-      this.#broadcast(dev.userId, a.changes, null);
-      return json(200, {
-        success: true,
-        synced: a.results.filter((r) => r.applied).map((r) => r.key),
-        conflicts: a.results.filter((r) => r.conflict).map((r) => r.conflict),
-        versions: Object.fromEntries(a.results.map((r) => [r.key, r.version])),
-        cursor: a.cursor,
-      });
+      return this.#batch(json, dev, writes, null);
     }
     if (path === '/devices' && method === 'GET') {
       const online = new Set([...this.sockets].filter((s) => s.readyState === 1).map((s) => s.device.deviceId));
