@@ -5,6 +5,7 @@
 #
 #   PORT=9000 ./scripts/dev.sh     # default 8787; a busy port is replaced by a free one
 #   SKIP_SETUP=1 ./scripts/dev.sh  # skip the install checks
+#   REGISTRATION=closed ./scripts/dev.sh  # default open here (wrangler.toml: allowlist)
 #
 # Data stays in .state/ between runs; delete that folder for a clean start.
 # The Worker is built once at start: stop (Ctrl-C) and rerun after editing src/.
@@ -48,4 +49,7 @@ if ! port_free "$PORT"; then
 fi
 
 say "starting wrangler dev at http://127.0.0.1:$PORT (demo page at /, API under /api)"
-exec "$WRANGLER" dev --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE_DIR"
+# wrangler.toml keeps a deployment closed to strangers; locally anyone may
+# sign up unless REGISTRATION says otherwise (e.g. REGISTRATION=allowlist).
+exec "$WRANGLER" dev --ip 127.0.0.1 --port "$PORT" --persist-to "$STATE_DIR" \
+  --var "REGISTRATION:${REGISTRATION:-open}"

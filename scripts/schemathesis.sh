@@ -103,7 +103,8 @@ print(*[s.getsockname()[1] for s in socks])')
   --inspector-port "$INSPECTOR" --persist-to "$STATE/data" \
   --show-interactive-dev-session=false --log-level warn \
   --var WRITE_BURST:100000 --var WRITES_PER_MINUTE:100000 \
-  --var REGISTRATIONS_PER_IP:100000 \
+  --var REGISTRATIONS_PER_IP:100000 --var WRITES_PER_DAY:100000000 \
+  --var REGISTRATION:open \
   </dev/null >"$STATE/wrangler-dev.log" 2>&1) &
 PGID=$!
 

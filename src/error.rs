@@ -28,6 +28,15 @@ pub enum SyncError {
     MethodNotAllowed,
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// `REGISTRATION` is `closed`, or `allowlist` without this email.
+    #[error("{}", if *allowlist { "sign-up on this server is limited to the addresses its owner allowed" } else { "this server does not accept new accounts" })]
+    RegistrationClosed { allowlist: bool },
+    /// A password change with the wrong current password. Not a 401: the
+    /// token is fine, and clients sign out on 401.
+    #[error("the current password is incorrect")]
+    WrongPassword,
+    #[error("{}", quota.message(*limit))]
+    QuotaExceeded { quota: Quota, limit: u64 },
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("value of key {key:?} exceeds {limit} bytes")]
@@ -58,7 +67,7 @@ impl SyncError {
             | Self::InvalidEmail
             | Self::WeakPassword { .. }
             | Self::BinaryFrame => 400,
-            Self::OriginNotAllowed => 403,
+            Self::OriginNotAllowed | Self::RegistrationClosed { .. } | Self::WrongPassword => 403,
             Self::UpgradeRequired => 426,
             Self::Unauthorized | Self::InvalidCredentials => 401,
             Self::NotFound | Self::Missing(_) => 404,
@@ -68,6 +77,10 @@ impl SyncError {
             | Self::ValueTooLarge { .. }
             | Self::FrameTooLarge { .. } => 413,
             Self::RateLimited { .. } => 429,
+            Self::QuotaExceeded { quota, .. } => match quota {
+                Quota::WritesPerDay { .. } => 429,
+                Quota::Bytes | Quota::Keys => 507,
+            },
             Self::Internal(_) => 500,
             Self::Unavailable => 503,
         }
@@ -85,6 +98,9 @@ impl SyncError {
             Self::NotFound | Self::Missing(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
+            Self::RegistrationClosed { .. } => "registration_closed",
+            Self::WrongPassword => "wrong_password",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::ValueTooLarge { .. } => "value_too_large",
             Self::FrameTooLarge { .. } => "frame_too_large",
@@ -107,7 +123,11 @@ impl SyncError {
 
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::RateLimited { retry_after_secs }
+            | Self::QuotaExceeded {
+                quota: Quota::WritesPerDay { retry_after_secs },
+                ..
+            } => Some(*retry_after_secs),
             Self::Unavailable => Some(1),
             _ => None,
         }
@@ -120,6 +140,30 @@ impl SyncError {
                 code: self.code(),
                 message: self.public_message(),
             },
+        }
+    }
+}
+
+/// Which per-user quota a write would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    Bytes,
+    Keys,
+    WritesPerDay { retry_after_secs: u64 },
+}
+
+impl Quota {
+    fn message(&self, limit: u64) -> String {
+        match self {
+            Self::Bytes => format!(
+                "storage quota exceeded: this account may store {limit} bytes of values, \
+                 current and history together; delete keys or wait for history retention"
+            ),
+            Self::Keys => format!("key quota exceeded: this account may hold {limit} keys"),
+            Self::WritesPerDay { retry_after_secs } => format!(
+                "daily write quota exceeded: this account may write {limit} units a UTC day \
+                 (one per key written, plus one per 256 KiB), retry in {retry_after_secs} s"
+            ),
         }
     }
 }

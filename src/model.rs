@@ -20,6 +20,9 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub const MAX_DEVICE_NAME_CHARS: usize = 100;
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
+/// The largest integer a JavaScript number holds exactly (2^53 - 1): no
+/// version, time or cursor on the wire may exceed it.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// D1 stores at most 2,000,000 bytes per row; values are split well below that.
 pub const CHUNK_BYTES: usize = 1_000_000;
 
@@ -41,6 +44,13 @@ impl Key {
         if raw.chars().any(char::is_control) {
             return Err(SyncError::InvalidKey(
                 "key must not contain control characters".into(),
+            ));
+        }
+        // URLs normalise these path segments away, so history, restore and
+        // DELETE could never name such a key.
+        if raw == "." || raw == ".." {
+            return Err(SyncError::InvalidKey(
+                "key must not be \".\" or \"..\"".into(),
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -189,6 +199,10 @@ mod tests {
         assert!(Key::parse("a\nb").is_err());
         assert!(Key::parse("a\u{0}b").is_err());
         assert!(Key::parse("a\u{7f}").is_err());
+        assert_eq!(Key::parse(".").unwrap_err().code(), "invalid_key");
+        assert_eq!(Key::parse("..").unwrap_err().code(), "invalid_key");
+        assert!(Key::parse("...").is_ok());
+        assert!(Key::parse(".hidden").is_ok());
     }
 
     #[test]

@@ -383,19 +383,23 @@ mod whole {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
     fn as_u64(n: &Number) -> Option<u64> {
-        n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE).contains(f))
-                .map(|f| f as u64)
-        })
+        n.as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE).contains(f))
+                    .map(|f| f as u64)
+            })
+            .filter(|v| *v <= crate::model::MAX_SAFE_INTEGER)
     }
 
     fn as_i64(n: &Number) -> Option<i64> {
-        n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && (-MAX_SAFE..=MAX_SAFE).contains(f))
-                .map(|f| f as i64)
-        })
+        n.as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (-MAX_SAFE..=MAX_SAFE).contains(f))
+                    .map(|f| f as i64)
+            })
+            .filter(|v| v.unsigned_abs() <= crate::model::MAX_SAFE_INTEGER)
     }
 
     fn read<'de, D: Deserializer<'de>, T>(
@@ -701,6 +705,9 @@ mod tests {
             r#"{"value":"v","baseVersion":1e300}"#,
             r#"{"value":"v","baseVersion":"3"}"#,
             r#"{"value":"v","updatedAt":0.5}"#,
+            r#"{"value":"v","baseVersion":9007199254740992}"#,
+            r#"{"value":"v","updatedAt":9007199254740992}"#,
+            r#"{"value":"v","updatedAt":-9007199254740992}"#,
         ] {
             let e = parse_json::<PutRequest>(bad.as_bytes()).unwrap_err();
             assert_eq!(e.code(), "invalid_request", "{bad}");

@@ -11,6 +11,12 @@ pub enum Route {
     Register,
     Login,
     Logout,
+    /// `POST /api/auth/logout-all`: every device of the account, this one too.
+    LogoutAll,
+    /// `POST /api/auth/password`
+    ChangePassword,
+    /// `GET /api/account`: usage and limits.
+    Account,
     /// `GET /api/sync[?since=N]`
     Snapshot {
         since: u64,
@@ -65,6 +71,9 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
         ["api", "auth", "register"] => allow(&["POST"], Route::Register),
         ["api", "auth", "login"] => allow(&["POST"], Route::Login),
         ["api", "auth", "logout"] => allow(&["POST"], Route::Logout),
+        ["api", "auth", "logout-all"] => allow(&["POST"], Route::LogoutAll),
+        ["api", "auth", "password"] => allow(&["POST"], Route::ChangePassword),
+        ["api", "account"] => allow(&["GET"], Route::Account),
         ["api", "ws"] => allow(&["GET"], Route::Socket),
         ["api", "openapi.yaml"] => allow(&["GET"], Route::OpenApi),
         ["api", "export"] => allow(&["GET"], Route::Export),
@@ -96,13 +105,9 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
         }
         ["api", "sync", raw_key, "history", raw_version] => {
             let key = decode_key(raw_key)?;
-            let version = raw_version
-                .parse::<u64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| {
-                    SyncError::InvalidRequest("version must be a positive integer".into())
-                })?;
+            let version = safe_u64(raw_version).filter(|v| *v > 0).ok_or_else(|| {
+                SyncError::InvalidRequest("version must be a positive integer".into())
+            })?;
             allow(&["GET"], Route::HistoryVersion { key, version })
         }
         ["api", "sync", raw_key, "restore"] => {
@@ -143,7 +148,7 @@ fn parse_page(query: Option<&str>) -> Result<(Option<u64>, usize), SyncError> {
     for (name, value) in query_pairs(query) {
         match name {
             "before" => {
-                before = Some(value.parse().map_err(|_| {
+                before = Some(safe_u64(value).ok_or_else(|| {
                     SyncError::InvalidRequest("before must be a non-negative integer".into())
                 })?)
             }
@@ -164,6 +169,13 @@ fn parse_page(query: Option<&str>) -> Result<(Option<u64>, usize), SyncError> {
     Ok((before, limit))
 }
 
+/// A non-negative integer no larger than a JavaScript number holds exactly.
+fn safe_u64(raw: &str) -> Option<u64> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|v| *v <= crate::model::MAX_SAFE_INTEGER)
+}
+
 fn decode_key(raw: &str) -> Result<Key, SyncError> {
     let decoded = percent_decode_str(raw)
         .decode_utf8()
@@ -175,7 +187,7 @@ fn parse_since(query: Option<&str>) -> Result<u64, SyncError> {
     let mut since = 0;
     for (name, value) in query_pairs(query) {
         if name == "since" {
-            since = value.parse().map_err(|_| {
+            since = safe_u64(value).ok_or_else(|| {
                 SyncError::InvalidRequest("since must be a non-negative integer".into())
             })?;
         }
@@ -251,6 +263,15 @@ mod tests {
             Ok(Route::RevokeDevice("ab c".into()))
         );
         assert_eq!(route("GET", "/api/openapi.yaml", None), Ok(Route::OpenApi));
+        assert_eq!(
+            route("POST", "/api/auth/logout-all", None),
+            Ok(Route::LogoutAll)
+        );
+        assert_eq!(
+            route("POST", "/api/auth/password", None),
+            Ok(Route::ChangePassword)
+        );
+        assert_eq!(route("GET", "/api/account", None), Ok(Route::Account));
     }
 
     #[test]
@@ -303,7 +324,15 @@ mod tests {
             route("GET", "/api/devices/x/y", None),
             Err(SyncError::NotFound)
         );
-        for v in ["0", "-1", "x", "", "1.5", "99999999999999999999"] {
+        for v in [
+            "0",
+            "-1",
+            "x",
+            "",
+            "1.5",
+            "99999999999999999999",
+            "9007199254740992",
+        ] {
             assert_eq!(
                 route("GET", &format!("/api/sync/k/history/{v}"), None)
                     .unwrap_err()
@@ -312,7 +341,13 @@ mod tests {
                 "version {v:?}"
             );
         }
-        for q in ["limit=0", "limit=1001", "limit=x", "before=-2"] {
+        for q in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "before=-2",
+            "before=9007199254740992",
+        ] {
             assert_eq!(
                 route("GET", "/api/sync/k/history", Some(q))
                     .unwrap_err()
@@ -321,7 +356,13 @@ mod tests {
                 "{q}"
             );
         }
-        for q in ["since=-1", "since=abc", "since="] {
+        assert_eq!(
+            route("GET", "/api/sync", Some("since=9007199254740991")),
+            Ok(Route::Snapshot {
+                since: 9_007_199_254_740_991
+            })
+        );
+        for q in ["since=-1", "since=abc", "since=", "since=9007199254740992"] {
             assert_eq!(
                 route("GET", "/api/sync", Some(q)).unwrap_err().code(),
                 "invalid_request"

@@ -11,7 +11,8 @@
 //! setting it to `null` or to a value of the wrong type, must fail exactly
 //! when the document says the field is required, not nullable, or exists.
 
-use alternassist_sync::error::SyncError;
+use alternassist_sync::account::{AccountResponse, ChangePasswordRequest, SignedOutResponse};
+use alternassist_sync::error::{Quota, SyncError};
 use alternassist_sync::protocol::{
     AuthRequest, AuthResponse, BatchRequest, BatchResponse, Change, ClientMessage, Conflict,
     DeviceInfo, DevicesResponse, ExportDocument, HistoryEntry, HistoryResponse,
@@ -321,6 +322,9 @@ fn route_template(r: &Route) -> (&'static str, &'static str) {
         Route::Register => ("POST", "/api/auth/register"),
         Route::Login => ("POST", "/api/auth/login"),
         Route::Logout => ("POST", "/api/auth/logout"),
+        Route::LogoutAll => ("POST", "/api/auth/logout-all"),
+        Route::ChangePassword => ("POST", "/api/auth/password"),
+        Route::Account => ("GET", "/api/account"),
         Route::Snapshot { .. } => ("GET", "/api/sync"),
         Route::Batch => ("POST", "/api/sync"),
         Route::Put(_) => ("PUT", "/api/sync/{key}"),
@@ -337,7 +341,7 @@ fn route_template(r: &Route) -> (&'static str, &'static str) {
     }
 }
 /// How many arms `route_template` has.
-const ROUTES: usize = 16;
+const ROUTES: usize = 19;
 
 #[test]
 fn every_spec_operation_routes_and_every_route_is_in_the_spec() {
@@ -425,6 +429,18 @@ fn every_error() -> Vec<SyncError> {
         SyncError::Missing(String::new()),
         SyncError::MethodNotAllowed,
         SyncError::EmailTaken,
+        SyncError::RegistrationClosed { allowlist: true },
+        SyncError::WrongPassword,
+        SyncError::QuotaExceeded {
+            quota: Quota::Bytes,
+            limit: 1,
+        },
+        SyncError::QuotaExceeded {
+            quota: Quota::WritesPerDay {
+                retry_after_secs: 1,
+            },
+            limit: 1,
+        },
         SyncError::PayloadTooLarge { limit: 1 },
         SyncError::ValueTooLarge {
             key: String::new(),
@@ -453,6 +469,9 @@ fn every_error() -> Vec<SyncError> {
             | SyncError::Missing(_)
             | SyncError::MethodNotAllowed
             | SyncError::EmailTaken
+            | SyncError::RegistrationClosed { .. }
+            | SyncError::WrongPassword
+            | SyncError::QuotaExceeded { .. }
             | SyncError::PayloadTooLarge { .. }
             | SyncError::ValueTooLarge { .. }
             | SyncError::FrameTooLarge { .. }
@@ -571,6 +590,22 @@ fn rest_bodies_match_the_rust_types() {
         &[],
     );
     check_request::<ExportDocument>("import", &request_schema("/api/import", "post"), &[]);
+    check_request::<ChangePasswordRequest>(
+        "change password",
+        &request_schema("/api/auth/password", "post"),
+        &[],
+    );
+    for (path, what) in [
+        ("/api/auth/password", "change password 200"),
+        ("/api/auth/logout-all", "logout everywhere 200"),
+    ] {
+        check_response::<SignedOutResponse>(what, &response_schema(path, "post", "200"), &[]);
+    }
+    check_response::<AccountResponse>(
+        "account",
+        &response_schema("/api/account", "get", "200"),
+        &[],
+    );
 
     check_response::<AuthResponse>(
         "register 201",

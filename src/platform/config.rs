@@ -1,10 +1,15 @@
 //! Settings from `wrangler.toml` [vars], with defaults when unset or invalid.
 
+use crate::quota::Limits;
+use crate::registration::Registration;
+use crate::session::Lifetimes;
 use worker::Env;
 
 pub struct Config {
     pub allowed_origins: Vec<String>,
-    pub token_idle_ms: i64,
+    pub lifetimes: Lifetimes,
+    pub registration: Registration,
+    pub quota: Limits,
     pub login_failures_per_email: u32,
     pub login_failures_per_ip: u32,
     pub registrations_per_ip: u32,
@@ -28,6 +33,14 @@ fn var<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// `<PREFIX>_SECONDS` when set (> 0), else `<PREFIX>_DAYS`, in ms.
+fn seconds_or_days(env: &Env, prefix: &str, default_days: i64) -> i64 {
+    match var(env, &format!("{prefix}_SECONDS"), 0i64) {
+        secs if secs > 0 => secs * 1000,
+        _ => var(env, &format!("{prefix}_DAYS"), default_days).max(1) * 86_400_000,
+    }
+}
+
 impl Config {
     pub fn from_env(env: &Env) -> Self {
         let origins: String = var(env, "ALLOWED_ORIGINS", String::new());
@@ -37,10 +50,22 @@ impl Config {
                 .map(|o| o.trim().trim_end_matches('/').to_string())
                 .filter(|o| !o.is_empty())
                 .collect(),
-            // TOKEN_IDLE_SECONDS, when set, wins: tests use a few seconds.
-            token_idle_ms: match var(env, "TOKEN_IDLE_SECONDS", 0i64) {
-                secs if secs > 0 => secs * 1000,
-                _ => var(env, "TOKEN_IDLE_DAYS", 90i64).max(1) * 86_400_000,
+            // *_SECONDS, when set, win: tests use a few seconds.
+            lifetimes: Lifetimes {
+                idle_ms: seconds_or_days(env, "TOKEN_IDLE", 90),
+                max_ms: seconds_or_days(env, "TOKEN_MAX", 365),
+            },
+            registration: Registration::parse(
+                env.var("REGISTRATION")
+                    .ok()
+                    .map(|v| v.to_string())
+                    .as_deref(),
+                &var(env, "REGISTRATION_ALLOWLIST", String::new()),
+            ),
+            quota: Limits {
+                bytes: var(env, "QUOTA_BYTES", Limits::DEFAULT_BYTES),
+                keys: var(env, "QUOTA_KEYS", Limits::DEFAULT_KEYS),
+                writes_per_day: var(env, "WRITES_PER_DAY", Limits::DEFAULT_WRITES_PER_DAY),
             },
             login_failures_per_email: var(env, "LOGIN_FAILURES_PER_EMAIL", 10),
             login_failures_per_ip: var(env, "LOGIN_FAILURES_PER_IP", 30),

@@ -5,14 +5,14 @@ use crate::error::SyncError;
 use crate::hub::{KeyMeta, Plan, UserState, Values};
 use crate::model::{split_chunks, CHUNK_BYTES};
 use crate::protocol::{Change, DeviceInfo, HistoryEntry};
-use crate::ratelimit::{Window, WINDOW_MS};
+use crate::quota::Usage;
 use crate::sqlgen::{pack_rows, values_placeholders};
 use serde::Deserialize;
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, D1Result};
 
-fn text(s: &str) -> JsValue {
+pub(super) fn text(s: &str) -> JsValue {
     JsValue::from_str(s)
 }
 
@@ -21,7 +21,7 @@ fn num<T: Into<f64>>(n: T) -> JsValue {
 }
 
 /// Integers here (ms times, versions) stay far below 2^53, so f64 is exact.
-fn int(n: i64) -> JsValue {
+pub(super) fn int(n: i64) -> JsValue {
     JsValue::from_f64(n as f64)
 }
 
@@ -33,11 +33,15 @@ fn db_err(what: &'static str) -> impl Fn(worker::Error) -> SyncError {
     move |e| SyncError::Internal(format!("{what}: {e}"))
 }
 
-fn stmt(db: &D1Database, sql: &str, params: &[JsValue]) -> Result<D1PreparedStatement, SyncError> {
+pub(super) fn stmt(
+    db: &D1Database,
+    sql: &str,
+    params: &[JsValue],
+) -> Result<D1PreparedStatement, SyncError> {
     db.prepare(sql).bind(params).map_err(db_err("bind"))
 }
 
-fn rows<T: for<'de> Deserialize<'de>>(r: &D1Result) -> Result<Vec<T>, SyncError> {
+pub(super) fn rows<T: for<'de> Deserialize<'de>>(r: &D1Result) -> Result<Vec<T>, SyncError> {
     r.results::<T>().map_err(db_err("decode rows"))
 }
 
@@ -49,6 +53,7 @@ pub struct DeviceRow {
     pub user_id: String,
     pub name: String,
     pub token_hash: String,
+    pub created_at: f64,
     pub last_seen_at: f64,
     pub expires_at: f64,
 }
@@ -59,7 +64,7 @@ pub async fn device_by_token_hash(
 ) -> Result<Option<DeviceRow>, SyncError> {
     stmt(
         db,
-        "SELECT id, user_id, name, token_hash, last_seen_at, expires_at FROM devices \
+        "SELECT id, user_id, name, token_hash, created_at, last_seen_at, expires_at FROM devices \
          WHERE token_hash = ? AND revoked_at IS NULL",
         &[text(hash)],
     )?
@@ -173,7 +178,8 @@ pub async fn user_by_email(db: &D1Database, email: &str) -> Result<Option<UserRo
     .map_err(db_err("user lookup"))
 }
 
-/// Signs a device of `user_id` out; `false` when it has no such live device.
+/// Signs a device of `user_id` out; `false` when it has no such device that
+/// is still signed in. An expired one can be: its socket may still be open.
 pub async fn revoke_device(
     db: &D1Database,
     user_id: &str,
@@ -183,8 +189,8 @@ pub async fn revoke_device(
     let result = stmt(
         db,
         "UPDATE devices SET revoked_at = ? \
-         WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
-        &[int(now), text(id), text(user_id), int(now)],
+         WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        &[int(now), text(id), text(user_id)],
     )?
     .run()
     .await
@@ -203,90 +209,36 @@ struct DeviceListRow {
     name: String,
     created_at: f64,
     last_seen_at: f64,
+    expires_at: f64,
 }
 
-/// The user's signed-in devices, oldest first; `online` is left false.
-pub async fn devices(
-    db: &D1Database,
-    user_id: &str,
-    now: i64,
-) -> Result<Vec<DeviceInfo>, SyncError> {
+/// The user's devices not signed out, oldest first, with when each token
+/// expires (the caller keeps expired ones that are still connected);
+/// `online` is left false.
+pub async fn devices(db: &D1Database, user_id: &str) -> Result<Vec<(DeviceInfo, i64)>, SyncError> {
     let r = stmt(
         db,
-        "SELECT id, name, created_at, last_seen_at FROM devices \
-         WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, id",
-        &[text(user_id), int(now)],
+        "SELECT id, name, created_at, last_seen_at, expires_at FROM devices \
+         WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at, id",
+        &[text(user_id)],
     )?
     .all()
     .await
     .map_err(db_err("devices"))?;
     Ok(rows::<DeviceListRow>(&r)?
         .into_iter()
-        .map(|d| DeviceInfo {
-            id: d.id,
-            name: d.name,
-            created_at: d.created_at as i64,
-            last_seen_at: d.last_seen_at as i64,
-            current: false,
-            online: false,
+        .map(|d| {
+            let info = DeviceInfo {
+                id: d.id,
+                name: d.name,
+                created_at: d.created_at as i64,
+                last_seen_at: d.last_seen_at as i64,
+                current: false,
+                online: false,
+            };
+            (info, d.expires_at as i64)
         })
         .collect())
-}
-
-#[derive(Deserialize)]
-struct WindowRow {
-    bucket: String,
-    window_start: f64,
-    count: f64,
-}
-
-pub async fn attempt_windows(
-    db: &D1Database,
-    buckets: &[&str],
-) -> Result<HashMap<String, Window>, SyncError> {
-    let sql = format!(
-        "SELECT bucket, window_start, count FROM auth_failures WHERE bucket IN ({})",
-        vec!["?"; buckets.len()].join(", ")
-    );
-    let params: Vec<JsValue> = buckets.iter().map(|b| text(b)).collect();
-    let r = stmt(db, &sql, &params)?
-        .all()
-        .await
-        .map_err(db_err("failures"))?;
-    Ok(rows::<WindowRow>(&r)?
-        .into_iter()
-        .map(|w| {
-            (
-                w.bucket,
-                Window {
-                    start_ms: w.window_start as i64,
-                    count: w.count as u32,
-                },
-            )
-        })
-        .collect())
-}
-
-/// Counts an attempt (a failed login, a registration) in each bucket's
-/// current one-minute window.
-pub async fn record_attempt(db: &D1Database, buckets: &[&str], now: i64) -> Result<(), SyncError> {
-    let statements = buckets
-        .iter()
-        .map(|b| {
-            stmt(
-                db,
-                "INSERT INTO auth_failures (bucket, window_start, count) VALUES (?1, ?2, 1) \
-                 ON CONFLICT(bucket) DO UPDATE SET \
-                   count = CASE WHEN ?2 - window_start >= ?3 THEN 1 ELSE count + 1 END, \
-                   window_start = CASE WHEN ?2 - window_start >= ?3 THEN ?2 ELSE window_start END",
-                &[text(b), int(now), int(WINDOW_MS)],
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    db.batch(statements)
-        .await
-        .map_err(db_err("record failure"))?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------- sync data
@@ -407,18 +359,24 @@ pub async fn commit(
     plan: &Plan,
     now: i64,
     retention: Retention,
+    usage: &Usage,
 ) -> Result<(), SyncError> {
     let uid = text(user_id);
+    // The day's write count rides on the counter row the commit updates
+    // anyway: a column more costs no billed row.
     let mut statements = vec![stmt(
         db,
         "UPDATE sync_state SET \
-           cursor = CASE WHEN cursor = ? AND hist_seq = ? THEN ? ELSE NULL END, hist_seq = ? \
+           cursor = CASE WHEN cursor = ? AND hist_seq = ? THEN ? ELSE NULL END, hist_seq = ?, \
+           write_day = ?, write_units = ? \
          WHERE user_id = ?",
         &[
             uint(plan.prev_cursor),
             uint(plan.prev_hist_seq),
             uint(plan.cursor),
             uint(plan.hist_seq),
+            int(usage.day),
+            uint(usage.day_units),
             uid.clone(),
         ],
     )?];

@@ -4,19 +4,23 @@
 //! broadcasts each change to the user's other live sockets. Sockets use the
 //! hibernation API, so idle devices cost nothing.
 
+mod guard;
+
 use super::config::Config;
 use super::router::{
-    DEVICE_HEADER, DEVICE_NAME_HEADER, INTERNAL_HEADER, INTERNAL_REVOKE, USER_HEADER,
+    DEVICE_EXPIRES_HEADER, DEVICE_HEADER, DEVICE_NAME_HEADER, INTERNAL_HEADER, INTERNAL_REVOKE,
+    INTERNAL_REVOKE_MANY, USER_HEADER,
 };
 use super::{d1, http, now_ms};
 use crate::error::SyncError;
 use crate::hub::{self, Op, Shape, UserState};
 use crate::protocol::{
-    ack_from_answer, parse_frame, parse_json, BatchRequest, Change, DevicesResponse,
-    ExportDocument, HistoryResponse, HistoryValueResponse, Incoming, OkResponse, PresenceDevice,
-    PutRequest, RestoreRequest, ServerMessage, SnapshotResponse, Write, WriteOptions,
-    EXPORT_FORMAT, EXPORT_FORMAT_VERSION, WS_PROTOCOL,
+    ack_from_answer, parse_frame, parse_json, BatchRequest, Change, ExportDocument,
+    HistoryResponse, HistoryValueResponse, Incoming, OkResponse, PresenceDevice, PutRequest,
+    RestoreRequest, ServerMessage, SnapshotResponse, Write, WriteOptions, EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION, WS_PROTOCOL,
 };
+use crate::quota::Usage;
 use crate::ratelimit::TokenBucket;
 use crate::route::{route, Route};
 use futures_channel::oneshot;
@@ -45,6 +49,12 @@ struct SocketInfo {
     user_id: String,
     device_id: String,
     name: String,
+    /// The token's expiry when last read, and when that was: a frame reads
+    /// the device again once either says so (see `guard::check_socket`).
+    #[serde(default)]
+    expires_at: i64,
+    #[serde(default)]
+    checked_at: i64,
 }
 
 struct Queued {
@@ -64,6 +74,8 @@ struct Inner {
     /// no commit is in flight.
     committing: Option<i64>,
     bucket: Option<TokenBucket>,
+    /// Loaded with the first write (see `guard`).
+    usage: Option<Usage>,
 }
 
 #[durable_object]
@@ -172,8 +184,10 @@ impl UserHub {
         let user_id = header(req, USER_HEADER)?;
         let device_id = header(req, DEVICE_HEADER)?;
         self.check_user(&user_id)?;
-        if req.headers().get(INTERNAL_HEADER).ok().flatten().as_deref() == Some(INTERNAL_REVOKE) {
-            return Ok(self.close_device(&device_id));
+        match req.headers().get(INTERNAL_HEADER).ok().flatten().as_deref() {
+            Some(INTERNAL_REVOKE) => return Ok(self.close_device(&device_id)),
+            Some(INTERNAL_REVOKE_MANY) => return self.close_devices(req).await,
+            _ => {}
         }
         let url = req
             .url()
@@ -192,11 +206,15 @@ impl UserHub {
             Route::Socket => {
                 let name = header(req, DEVICE_NAME_HEADER)?;
                 let name = percent_decode_str(&name).decode_utf8_lossy().into_owned();
-                return self.accept_socket(SocketInfo {
+                let expires_at = header(req, DEVICE_EXPIRES_HEADER)?.parse().unwrap_or(0);
+                let info = SocketInfo {
                     user_id,
                     device_id,
                     name,
-                });
+                    expires_at,
+                    checked_at: now_ms(),
+                };
+                return self.accept_checked(&db, info).await;
             }
             Route::Put(key) => {
                 let p: PutRequest = parse_json(&body)?;
@@ -272,23 +290,13 @@ impl UserHub {
                 op(Shape::Batch, doc.into_writes()?, None)
             }
             Route::Export => return self.export(&db, &user_id).await,
-            Route::Devices => {
-                let mut devices = d1::devices(&db, &user_id, now_ms()).await?;
-                for d in &mut devices {
-                    d.current = d.id == device_id;
-                    d.online = !self.state.get_websockets_with_tag(&d.id).is_empty();
-                }
-                return Ok(http::json(
-                    200,
-                    &DevicesResponse {
-                        success: true,
-                        devices,
-                    },
-                ));
-            }
+            Route::Devices => return self.device_list(&db, &user_id, &device_id).await,
+            Route::Account => return self.account(&db, &user_id, &device_id).await,
             Route::Register
             | Route::Login
             | Route::Logout
+            | Route::LogoutAll
+            | Route::ChangePassword
             | Route::RevokeDevice(_)
             | Route::OpenApi => return Err(SyncError::NotFound),
         };
@@ -412,6 +420,11 @@ impl UserHub {
             Ok(db) => db,
             Err(e) => return ServerMessage::error(None, &e),
         };
+        if !matches!(incoming, Incoming::Ping) {
+            if let Err(e) = self.check_socket(&db, ws, info).await {
+                return ServerMessage::error(None, &e);
+            }
+        }
         match incoming {
             Incoming::Ping => ServerMessage::Pong,
             Incoming::Hello { since } => match self.catch_up(&db, &info.user_id, since).await {
@@ -509,18 +522,11 @@ impl UserHub {
         op: Op,
         sender: Option<WebSocket>,
     ) -> Result<String, SyncError> {
+        self.admit(db, user_id, &op).await?;
         let (reply, answer) = oneshot::channel();
         let drive = {
             let mut inner = self.inner.borrow_mut();
             let now = now_ms();
-            let config = &self.config;
-            inner
-                .bucket
-                .get_or_insert_with(|| {
-                    TokenBucket::new(config.write_burst, config.writes_per_minute, now)
-                })
-                .take(now)
-                .map_err(|retry_after_secs| SyncError::RateLimited { retry_after_secs })?;
             inner.queue.push(Queued { op, reply, sender });
             // Take over from a driver that made no progress for a long time
             // (its request may be gone); should it wake up after all, the
@@ -614,7 +620,8 @@ impl UserHub {
         let now = now_ms();
         let plan = hub::plan(&*self.state_of(db, user_id).await?, ops, now, &values);
         if plan.writes_anything() {
-            d1::commit(db, user_id, &plan, now, self.config.retention).await?;
+            let usage = self.usage_to_commit(db, user_id).await?;
+            d1::commit(db, user_id, &plan, now, self.config.retention, &usage).await?;
         }
         let changes = plan.changes();
         let mut inner = self.inner.borrow_mut();

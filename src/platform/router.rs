@@ -1,14 +1,16 @@
 //! The Worker's entry point: CORS, routing, authentication, the auth
 //! endpoints, and forwarding of every sync request to the user's UserHub.
 
+use super::account_db as account;
 use super::config::Config;
 use super::d1::{self, NewDevice};
 use super::{crypto, http, now_ms};
+use crate::account::{ChangePasswordRequest, SignedOutResponse};
 use crate::auth::{self, decoy_record, PasswordRecord};
 use crate::error::SyncError;
 use crate::model::{self, Email, Password, MAX_BODY_BYTES};
 use crate::protocol::{parse_json, ws_offer, AuthRequest, AuthResponse, OkResponse};
-use crate::ratelimit::Window;
+use crate::ratelimit::ip_bucket;
 use crate::route::{route, Route};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use wasm_bindgen::JsValue;
@@ -16,8 +18,6 @@ use worker::{event, Context, D1Database, Env, Headers, Request, RequestInit, Res
 
 /// Auth bodies are tiny; anything bigger is not a person signing in.
 const AUTH_BODY_LIMIT: usize = 16 * 1024;
-/// Writing `last_seen_at` on every request would spend D1's write budget.
-const TOUCH_INTERVAL_MS: i64 = 3_600_000;
 
 /// Identity headers the Worker sets on requests to the Durable Object. A
 /// client never reaches the object directly, and the forwarded request is
@@ -26,14 +26,19 @@ pub const USER_HEADER: &str = "x-sync-user-id";
 pub const DEVICE_HEADER: &str = "x-sync-device-id";
 /// Percent-encoded device name, for presence.
 pub const DEVICE_NAME_HEADER: &str = "x-sync-device-name";
+/// When the device's token expires (ms), for its sockets.
+pub const DEVICE_EXPIRES_HEADER: &str = "x-sync-device-expires";
 /// Worker-to-object commands that no client route maps to.
 pub const INTERNAL_HEADER: &str = "x-sync-internal";
 pub const INTERNAL_REVOKE: &str = "revoke-device";
+/// Closes the sockets of the devices listed (a JSON array of ids) in the body.
+pub const INTERNAL_REVOKE_MANY: &str = "revoke-devices";
 
 pub struct Identity {
     pub user_id: String,
     pub device_id: String,
     pub device_name: String,
+    pub expires_at: i64,
 }
 
 #[event(fetch)]
@@ -77,6 +82,12 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             let id = authenticate(req, &db, config).await?;
             revoke(env, &db, id, &device).await
         }
+        Route::LogoutAll => {
+            let id = authenticate(req, &db, config).await?;
+            let revoked = account::revoke_all(&db, &id.user_id, None, now_ms()).await?;
+            signed_out(env, &id, &revoked).await
+        }
+        Route::ChangePassword => change_password(req, env, &db, config).await,
         Route::OpenApi => Ok(http::text(
             200,
             "application/yaml; charset=utf-8",
@@ -131,6 +142,37 @@ async fn revoke(
         worker::console_error!("closing sockets of a revoked device: {e}");
     }
     Ok(http::json(200, &OkResponse { success: true }))
+}
+
+/// Closes the sockets of devices just revoked and says how many there were.
+async fn signed_out(
+    env: &Env,
+    caller: &Identity,
+    revoked: &[String],
+) -> Result<Response, SyncError> {
+    if !revoked.is_empty() {
+        let body = serde_json::to_string(revoked).map_err(internal("ids"))?;
+        let path = "https://user-hub/api/devices";
+        let sent = forward(
+            env,
+            caller,
+            "POST",
+            path,
+            Some(JsValue::from_str(&body)),
+            Some(INTERNAL_REVOKE_MANY),
+        )
+        .await;
+        if let Err(e) = sent {
+            worker::console_error!("closing sockets of revoked devices: {e}");
+        }
+    }
+    Ok(http::json(
+        200,
+        &SignedOutResponse {
+            success: true,
+            signed_out: revoked.len() as u64,
+        },
+    ))
 }
 
 /// The WebSocket handshake: Origin allow-list (requests without Origin, like
@@ -200,15 +242,19 @@ async fn authenticate_token(
     {
         return Err(SyncError::Unauthorized);
     }
-    // Slide the expiry often enough that a device in use never expires.
-    let touch_every = TOUCH_INTERVAL_MS.min(config.token_idle_ms / 4);
-    if now - device.last_seen_at as i64 >= touch_every {
-        d1::touch_device(db, &device.id, now, now + config.token_idle_ms).await?;
+    // Slide the expiry (never past the absolute lifetime) often enough
+    // that a device in use never expires while idle.
+    let lifetimes = config.lifetimes;
+    let mut expires_at = device.expires_at as i64;
+    if lifetimes.touch_due(device.last_seen_at as i64, now) {
+        expires_at = lifetimes.expires_at(device.created_at as i64, now);
+        d1::touch_device(db, &device.id, now, expires_at).await?;
     }
     Ok(Identity {
         user_id: device.user_id,
         device_id: device.id,
         device_name: device.name,
+        expires_at,
     })
 }
 
@@ -230,7 +276,7 @@ async fn new_device_token(
         name: &name,
         token_hash: &token_hash,
         now,
-        expires_at: now + config.token_idle_ms,
+        expires_at: config.lifetimes.expires_at(now, now),
     };
     match create_user {
         Some((email, record)) => {
@@ -246,32 +292,10 @@ async fn new_device_token(
     })
 }
 
+/// The client's rate-limit bucket (IPv6 by /64).
 fn client_ip(req: &Request) -> String {
-    req.headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// `Err(RateLimited)` when any bucket already holds its limit of attempts
-/// in the current minute.
-async fn check_windows(
-    db: &D1Database,
-    buckets: &[&str],
-    limits: &[u32],
-    now: i64,
-) -> Result<(), SyncError> {
-    let windows = d1::attempt_windows(db, buckets).await?;
-    let retry = buckets
-        .iter()
-        .zip(limits)
-        .filter_map(|(b, limit)| Window::check(windows.get(*b).copied(), *limit, now).err())
-        .max();
-    match retry {
-        Some(retry_after_secs) => Err(SyncError::RateLimited { retry_after_secs }),
-        None => Ok(()),
-    }
+    let ip = req.headers().get("cf-connecting-ip").ok().flatten();
+    ip_bucket(ip.as_deref().unwrap_or(""))
 }
 
 async fn register(
@@ -283,11 +307,16 @@ async fn register(
     let r: AuthRequest = parse_json(&body)?;
     let email = Email::parse(&r.email)?;
     let password = Password::parse(&r.password)?;
-    // Each registration costs a PBKDF2 derivation: bound them per IP.
-    let bucket = format!("register-ip:{}", client_ip(req));
-    let now = now_ms();
-    check_windows(db, &[&bucket], &[config.registrations_per_ip], now).await?;
-    d1::record_attempt(db, &[&bucket], now).await?;
+    config.registration.permits(&email)?;
+    // Each registration costs a PBKDF2 derivation: counted (per IP, and per
+    // email like a login) before hashing.
+    let ip = format!("register-ip:{}", client_ip(req));
+    let mail = format!("email:{}", email.as_str());
+    let buckets = [
+        (ip.as_str(), config.registrations_per_ip),
+        (mail.as_str(), config.login_failures_per_email),
+    ];
+    let windows = account::count_attempts(db, &buckets, now_ms()).await?;
     let record = crypto::hash_password(password.as_bytes()).await?;
     let user_id = crypto::new_id();
     let answer = new_device_token(
@@ -298,6 +327,7 @@ async fn register(
         Some((&email, &record)),
     )
     .await?;
+    account::forgive(db, &buckets[1..], &windows[1..]).await?;
     Ok(http::json(201, &answer))
 }
 
@@ -308,23 +338,15 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
     if r.password.len() > model::MAX_PASSWORD_BYTES {
         return Err(SyncError::InvalidCredentials);
     }
+    let mail = format!("email:{}", email.as_str());
+    let ip = format!("ip:{}", client_ip(req));
     let buckets = [
-        format!("email:{}", email.as_str()),
-        format!("ip:{}", client_ip(req)),
+        (mail.as_str(), config.login_failures_per_email),
+        (ip.as_str(), config.login_failures_per_ip),
     ];
-    let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
-    let now = now_ms();
-    check_windows(
-        db,
-        &buckets,
-        &[
-            config.login_failures_per_email,
-            config.login_failures_per_ip,
-        ],
-        now,
-    )
-    .await?;
-
+    // Counted before hashing, atomically: concurrent guesses cannot all
+    // reach the password check. A success is taken back below.
+    let windows = account::count_attempts(db, &buckets, now_ms()).await?;
     let user = d1::user_by_email(db, email.as_str()).await?;
     let record = user
         .as_ref()
@@ -337,13 +359,49 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
     .await?;
     let user = match (user, record.is_some() && matches) {
         (Some(user), true) => user,
-        _ => {
-            d1::record_attempt(db, &buckets, now).await?;
-            return Err(SyncError::InvalidCredentials);
-        }
+        _ => return Err(SyncError::InvalidCredentials),
     };
+    account::forgive(db, &buckets, &windows).await?;
     let answer = new_device_token(db, config, &user.id, r.device_name.as_deref(), None).await?;
     Ok(http::json(200, &answer))
+}
+
+/// `POST /api/auth/password`: the current password is required (and its
+/// check counted like a login for the email); other devices are signed out
+/// unless `signOutOthers` is false.
+async fn change_password(
+    req: &mut Request,
+    env: &Env,
+    db: &D1Database,
+    config: &Config,
+) -> Result<Response, SyncError> {
+    let id = authenticate(req, db, config).await?;
+    let body = http::read_body(req, AUTH_BODY_LIMIT).await?;
+    let r: ChangePasswordRequest = parse_json(&body)?;
+    let new = Password::parse(&r.new_password)?;
+    if r.current_password.len() > model::MAX_PASSWORD_BYTES {
+        return Err(SyncError::WrongPassword);
+    }
+    let user = account::account(db, &id.user_id)
+        .await?
+        .ok_or(SyncError::Unauthorized)?;
+    let mail = format!("email:{}", user.email);
+    let buckets = [(mail.as_str(), config.login_failures_per_email)];
+    let windows = account::count_attempts(db, &buckets, now_ms()).await?;
+    let record = PasswordRecord::decode(&user.password)
+        .ok_or_else(|| SyncError::Internal("stored password record unreadable".into()))?;
+    if !crypto::verify_password(&record, r.current_password.as_bytes()).await? {
+        return Err(SyncError::WrongPassword);
+    }
+    account::forgive(db, &buckets, &windows).await?;
+    let record = crypto::hash_password(new.as_bytes()).await?;
+    account::set_password(db, &id.user_id, &record.encode()).await?;
+    let revoked = if r.sign_out_others.unwrap_or(true) {
+        account::revoke_all(db, &id.user_id, Some(&id.device_id), now_ms()).await?
+    } else {
+        Vec::new()
+    };
+    signed_out(env, &id, &revoked).await
 }
 
 fn hub_target(url: &worker::Url, query: Option<&str>) -> String {
@@ -380,10 +438,12 @@ async fn forward_with(
     headers: Headers,
 ) -> Result<Response, SyncError> {
     let name = utf8_percent_encode(&id.device_name, NON_ALPHANUMERIC).to_string();
+    let expires = id.expires_at.to_string();
     for (k, v) in [
         (USER_HEADER, id.user_id.as_str()),
         (DEVICE_HEADER, id.device_id.as_str()),
         (DEVICE_NAME_HEADER, name.as_str()),
+        (DEVICE_EXPIRES_HEADER, expires.as_str()),
     ] {
         headers.set(k, v).map_err(internal("header"))?;
     }

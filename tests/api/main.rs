@@ -55,14 +55,17 @@ mod concurrency;
 mod conflicts;
 mod cors;
 mod devices;
+mod hardening;
 mod history;
 mod limits;
 mod live;
 mod merging;
+mod quotas;
 mod ratelimit;
 mod retry;
 mod security;
 mod server;
+mod sessions;
 mod spec;
 mod sync;
 mod values;
@@ -79,13 +82,24 @@ pub enum On {
     /// (with `API_TESTS_VIA_PROXY`), and an early answer to a large upload can
     /// cut its connection: such requests get a server of their own.
     Oversize,
-    /// Device tokens that expire after a few idle seconds, and a history
-    /// that keeps only a few versions.
+    /// Device tokens that expire after a few idle seconds (and 20 s after
+    /// sign-in however used), and a history that keeps only a few versions.
     Expiry,
+    /// wrangler.toml's own registration setting, as a fresh deployment has it.
+    Locked,
+    /// Tiny per-user quotas.
+    Quota,
 }
 
 impl On {
-    const ALL: [On; 4] = [On::Main, On::Strict, On::Oversize, On::Expiry];
+    const ALL: [On; 6] = [
+        On::Main,
+        On::Strict,
+        On::Oversize,
+        On::Expiry,
+        On::Locked,
+        On::Quota,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -93,6 +107,8 @@ impl On {
             On::Strict => "strict",
             On::Oversize => "oversize",
             On::Expiry => "expiry",
+            On::Locked => "locked",
+            On::Quota => "quota",
         }
     }
 
@@ -102,6 +118,8 @@ impl On {
             On::Main | On::Oversize => &[],
             On::Strict => STRICT_VARS,
             On::Expiry => EXPIRY_VARS,
+            On::Locked => &[("REGISTRATION", "")],
+            On::Quota => QUOTA_VARS,
         }
     }
 }
@@ -139,6 +157,10 @@ impl Test {
         }
     }
 
+    pub const fn on(on: On, name: &'static str, run: TestFn) -> Test {
+        Test { name, on, run }
+    }
+
     pub const fn oversize(name: &'static str, run: TestFn) -> Test {
         Test {
             name,
@@ -151,8 +173,10 @@ impl Test {
 /// The expiry server's idle period.
 pub const EXPIRY_IDLE_MS: u64 = 4_000;
 /// The expiry server also keeps a short history: 3 versions, no extra days.
+pub const EXPIRY_MAX_MS: u64 = 20_000;
 const EXPIRY_VARS: &[(&str, &str)] = &[
     ("TOKEN_IDLE_SECONDS", "4"),
+    ("TOKEN_MAX_SECONDS", "20"),
     ("HISTORY_VERSIONS", "3"),
     ("HISTORY_DAYS", "0"),
 ];
@@ -161,11 +185,30 @@ const EXPIRY_VARS: &[(&str, &str)] = &[
 pub const STRICT_WRITE_BURST: u32 = 5;
 pub const STRICT_LOGIN_FAILURES_PER_EMAIL: u32 = 3;
 pub const STRICT_LOGIN_FAILURES_PER_IP: u32 = 5;
+pub const STRICT_REGISTRATIONS_PER_IP: u32 = 5;
+/// The strict server also admits only these sign-ups (the tests' emails
+/// are all at example.com).
+pub const STRICT_ALLOWLIST: &str = "@example.com, Owner@Family.test";
 const STRICT_VARS: &[(&str, &str)] = &[
     ("WRITE_BURST", "5"),
     ("WRITES_PER_MINUTE", "6"),
     ("LOGIN_FAILURES_PER_EMAIL", "3"),
     ("LOGIN_FAILURES_PER_IP", "5"),
+    ("REGISTRATIONS_PER_IP", "5"),
+    ("REGISTRATION", "allowlist"),
+    ("REGISTRATION_ALLOWLIST", STRICT_ALLOWLIST),
+];
+
+/// The quota server's limits (the write rate is out of the way).
+pub const QUOTA_BYTES: u64 = 20_000;
+pub const QUOTA_KEYS: u64 = 100;
+pub const QUOTA_WRITES_PER_DAY: u64 = 150;
+const QUOTA_VARS: &[(&str, &str)] = &[
+    ("QUOTA_BYTES", "20000"),
+    ("QUOTA_KEYS", "100"),
+    ("WRITES_PER_DAY", "150"),
+    ("WRITE_BURST", "100000"),
+    ("WRITES_PER_MINUTE", "100000000"),
 ];
 
 /// A server, or why it could not start (reported by every test that needs
@@ -202,6 +245,9 @@ fn all_tests() -> Vec<Test> {
     tests.extend(backup::tests());
     tests.extend(merging::tests());
     tests.extend(spec::tests());
+    tests.extend(hardening::tests());
+    tests.extend(sessions::tests());
+    tests.extend(quotas::tests());
     tests
 }
 

@@ -404,6 +404,13 @@ impl Server {
 
     /// Runs SQL against this server's local D1 and returns the rows of each
     /// statement. Read-only use: the tests look, they never write.
+    /// The process group of the running server (wrangler, workerd and
+    /// the watchdog), for measuring its CPU time.
+    pub fn pgid(&self) -> Option<u32> {
+        let child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        child.as_ref().map(Child::id)
+    }
+
     pub fn db(&self, sql: &str) -> Result<Vec<Rows>, Failed> {
         // Reading the live database from a second runtime takes SQLite locks
         // that make the Worker's own writes fail with SQLITE_BUSY. So the
@@ -615,7 +622,18 @@ wait"#;
         "--log-level",
         "warn",
     ];
-    let vars: Vec<String> = d.vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    // wrangler.toml keeps a deployment closed to strangers; local servers
+    // for tests, soak and load runs are open unless told otherwise
+    // (`REGISTRATION` set to "" means: as wrangler.toml says).
+    let registration = |(k, _): &&(&str, &str)| *k == "REGISTRATION";
+    let open = (!d.vars.iter().any(|v| registration(&v))).then_some(("REGISTRATION", "open"));
+    let vars: Vec<String> = d
+        .vars
+        .iter()
+        .filter(|v| !(registration(v) && v.1.is_empty()))
+        .chain(open.iter())
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
     for v in &vars {
         args.extend(["--var", v.as_str()]);
     }

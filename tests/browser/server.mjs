@@ -126,6 +126,8 @@ export async function startServer() {
     const args = [
       'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
       '--show-interactive-dev-session=false', '--log-level', 'warn', ...common,
+      // wrangler.toml keeps a deployment closed to strangers; tests sign up freely.
+      '--var', 'REGISTRATION:open',
     ];
     // The watchdog leads the process group; it stops wrangler if we die first.
     const watchdog = `parent=$1; shift

@@ -50,6 +50,8 @@ const VARS: &[(&str, &str)] = &[
     ("WRITE_BURST", "1000000"),
     ("WRITES_PER_MINUTE", "100000000"),
     ("REGISTRATIONS_PER_IP", "1000000"),
+    ("WRITES_PER_DAY", "1000000000"),
+    ("QUOTA_BYTES", "100000000000"),
     // Keep every version, so each acknowledged one can be looked up.
     ("HISTORY_VERSIONS", "1000000"),
 ];
