@@ -33,17 +33,17 @@ pub fn tests() -> Vec<Test> {
             concurrent_registrations,
         ),
         Test::strict("hardening::ipv6_clients_are_bucketed_by_64", ipv6_by_64),
-        Test::strict(
-            "hardening::registration_allowlist",
-            registration_allowlist,
-        ),
+        Test::strict("hardening::registration_allowlist", registration_allowlist),
         Test::on(
             On::Locked,
             "hardening::fresh_deployment_refuses_strangers",
             fresh_deployment_refuses_strangers,
         ),
         Test::main("hardening::ended_attempt_windows_are_pruned", pruned),
-        Test::main("hardening::pbkdf2_cost_is_only_paid_to_sign_in", pbkdf2_cost),
+        Test::main(
+            "hardening::pbkdf2_cost_is_only_paid_to_sign_in",
+            pbkdf2_cost,
+        ),
     ]
 }
 
@@ -58,12 +58,16 @@ fn dot_keys(s: &Server) -> Result<(), Failed> {
             .batch(t, &json!({"data": {key: "x"}}))?
             .expect_error(400, "invalid_key")?;
         ensure!(
-            e["error"]["message"].as_str().unwrap_or("").contains("\"..\""),
+            e["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"..\""),
             "message {e}"
         );
         c.batch(t, &json!({"deleted": [key]}))?
             .expect_error(400, "invalid_key")?;
-        let doc = json!({"format": "alternassist-sync-export", "formatVersion": 1, "data": {key: "x"}});
+        let doc =
+            json!({"format": "alternassist-sync-export", "formatVersion": 1, "data": {key: "x"}});
         c.req("POST", "/api/import")
             .bearer(t)
             .json(&doc)
@@ -124,7 +128,9 @@ fn chunked_just_over(s: &Server) -> Result<(), Failed> {
             .map_err(|e| format!("{method} {path}: {}", e.message().unwrap_or_default()))?;
     }
     // The auth bodies' limit is 16 KiB: 17 KiB without a length.
-    let mut auth = json!({"email": user.email, "password": "x"}).to_string().into_bytes();
+    let mut auth = json!({"email": user.email, "password": "x"})
+        .to_string()
+        .into_bytes();
     auth.pop();
     auth.extend(std::iter::repeat_n(b' ', 17 * 1024));
     auth.push(b'}');
@@ -151,13 +157,41 @@ fn integers_above_2_53(s: &Server) -> Result<(), Failed> {
     let before = s.db_fingerprint(&user.user_id)?;
     let big = "9007199254740992";
     let bodies = [
-        ("PUT", "/api/sync/k", format!(r#"{{"value":"w","baseVersion":{big}}}"#)),
-        ("PUT", "/api/sync/k", format!(r#"{{"value":"w","updatedAt":{big}}}"#)),
-        ("PUT", "/api/sync/k", r#"{"value":"w","baseVersion":18446744073709551615}"#.into()),
-        ("DELETE", "/api/sync/k", format!(r#"{{"baseVersion":{big}}}"#)),
-        ("POST", "/api/sync", format!(r#"{{"data":{{"k":"w"}},"baseVersions":{{"k":{big}}}}}"#)),
-        ("POST", "/api/sync", format!(r#"{{"data":{{"k":"w"}},"updatedAt":{{"k":{big}}}}}"#)),
-        ("POST", "/api/sync/k/restore", format!(r#"{{"version":{big}}}"#)),
+        (
+            "PUT",
+            "/api/sync/k",
+            format!(r#"{{"value":"w","baseVersion":{big}}}"#),
+        ),
+        (
+            "PUT",
+            "/api/sync/k",
+            format!(r#"{{"value":"w","updatedAt":{big}}}"#),
+        ),
+        (
+            "PUT",
+            "/api/sync/k",
+            r#"{"value":"w","baseVersion":18446744073709551615}"#.into(),
+        ),
+        (
+            "DELETE",
+            "/api/sync/k",
+            format!(r#"{{"baseVersion":{big}}}"#),
+        ),
+        (
+            "POST",
+            "/api/sync",
+            format!(r#"{{"data":{{"k":"w"}},"baseVersions":{{"k":{big}}}}}"#),
+        ),
+        (
+            "POST",
+            "/api/sync",
+            format!(r#"{{"data":{{"k":"w"}},"updatedAt":{{"k":{big}}}}}"#),
+        ),
+        (
+            "POST",
+            "/api/sync/k/restore",
+            format!(r#"{{"version":{big}}}"#),
+        ),
         (
             "POST",
             "/api/import",
@@ -173,7 +207,12 @@ fn integers_above_2_53(s: &Server) -> Result<(), Failed> {
             .raw(body.clone().into_bytes())
             .send()?
             .expect_error(400, "invalid_request")
-            .map_err(|e| format!("{method} {path} {body}: {}", e.message().unwrap_or_default()))?;
+            .map_err(|e| {
+                format!(
+                    "{method} {path} {body}: {}",
+                    e.message().unwrap_or_default()
+                )
+            })?;
     }
     for path in [
         format!("/api/sync?since={big}"),
@@ -207,13 +246,19 @@ fn integers_above_2_53(s: &Server) -> Result<(), Failed> {
 }
 
 /// Sends `n` requests at once, each from its own thread; their statuses.
-fn at_once(n: usize, send: impl Fn(usize) -> Result<u16, Failed> + Sync) -> Result<Vec<u16>, Failed> {
+fn at_once(
+    n: usize,
+    send: impl Fn(usize) -> Result<u16, Failed> + Sync,
+) -> Result<Vec<u16>, Failed> {
     let send = &send;
     thread::scope(|scope| {
         let handles: Vec<_> = (0..n).map(|i| scope.spawn(move || send(i))).collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| Failed::from("a request thread panicked"))?)
+            .map(|h| {
+                h.join()
+                    .map_err(|_| Failed::from("a request thread panicked"))?
+            })
             .collect()
     })
 }
@@ -235,8 +280,16 @@ fn concurrent_wrong_passwords(s: &Server) -> Result<(), Failed> {
             .send()?;
         Ok(r.status)
     })?;
-    ensure_eq!(count(&statuses, 401), LIMIT, "wrong passwords checked: {statuses:?}");
-    ensure_eq!(count(&statuses, 429), 25 - LIMIT, "refused unchecked: {statuses:?}");
+    ensure_eq!(
+        count(&statuses, 401),
+        LIMIT,
+        "wrong passwords checked: {statuses:?}"
+    );
+    ensure_eq!(
+        count(&statuses, 429),
+        25 - LIMIT,
+        "refused unchecked: {statuses:?}"
+    );
     let rows = s.db_rows(&format!(
         "SELECT count FROM auth_failures WHERE bucket = {}",
         sql_str(&format!("email:{}", user.email))
@@ -264,9 +317,21 @@ fn concurrent_registrations(s: &Server) -> Result<(), Failed> {
             .send()?;
         Ok(r.status)
     })?;
-    ensure_eq!(count(&statuses, 201), limit, "registrations hashed: {statuses:?}");
-    ensure_eq!(count(&statuses, 429), emails.len() - limit, "refused: {statuses:?}");
-    let list = emails.iter().map(|e| sql_str(e)).collect::<Vec<_>>().join(", ");
+    ensure_eq!(
+        count(&statuses, 201),
+        limit,
+        "registrations hashed: {statuses:?}"
+    );
+    ensure_eq!(
+        count(&statuses, 429),
+        emails.len() - limit,
+        "refused: {statuses:?}"
+    );
+    let list = emails
+        .iter()
+        .map(|e| sql_str(e))
+        .collect::<Vec<_>>()
+        .join(", ");
     let users = s.db_rows(&format!("SELECT id FROM users WHERE email IN ({list})"))?;
     ensure_eq!(users.len(), limit, "accounts created");
     // One email registered many times at once: only the email's limit is hashed.
@@ -281,7 +346,8 @@ fn concurrent_registrations(s: &Server) -> Result<(), Failed> {
     })?;
     ensure_eq!(count(&statuses, 201), 1, "one account: {statuses:?}");
     ensure!(
-        count(&statuses, 201) + count(&statuses, 409) <= crate::STRICT_LOGIN_FAILURES_PER_EMAIL as usize + 1,
+        count(&statuses, 201) + count(&statuses, 409)
+            <= crate::STRICT_LOGIN_FAILURES_PER_EMAIL as usize + 1,
         "more attempts on one email were hashed than its limit allows: {statuses:?}"
     );
     ensure_eq!(
@@ -304,14 +370,19 @@ fn ipv6_by_64(s: &Server) -> Result<(), Failed> {
             .send()
     };
     for i in 0..STRICT_LOGIN_FAILURES_PER_IP {
-        login(&format!("{prefix}:{:x}::{:x}", i + 1, i + 7))?.expect_error(401, "invalid_credentials")?;
+        login(&format!("{prefix}:{:x}::{:x}", i + 1, i + 7))?
+            .expect_error(401, "invalid_credentials")?;
     }
     // Another address of the same /64 is the same client.
     let r = login(&format!("{prefix}:ffff:1:2:3"))?;
     r.expect_error(429, "rate_limited")?;
     ensure!(r.retry_after()? <= 60, "Retry-After");
     // The next /64 is not.
-    let other = format!("2001:db8:{:x}:{:x}::1", (n >> 16) & 0xffff, (n + 1) & 0xffff);
+    let other = format!(
+        "2001:db8:{:x}:{:x}::1",
+        (n >> 16) & 0xffff,
+        (n + 1) & 0xffff
+    );
     login(&other)?.expect_error(401, "invalid_credentials")?;
     Ok(())
 }
@@ -325,7 +396,10 @@ fn registration_allowlist(s: &Server) -> Result<(), Failed> {
         .send()?
         .expect_error(403, "registration_closed")?;
     ensure!(
-        e["error"]["message"].as_str().unwrap_or("").contains("allowed"),
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("allowed"),
         "message {e}"
     );
     let rows = s.db_rows(&format!(
@@ -372,12 +446,18 @@ fn pruned(s: &Server) -> Result<(), Failed> {
             .expect_error(401, "invalid_credentials")
     };
     fail(old.trim_start_matches("email:"))?;
-    let rows = s.db_rows(&format!("SELECT count FROM auth_failures WHERE bucket = {}", sql_str(&old)))?;
+    let rows = s.db_rows(&format!(
+        "SELECT count FROM auth_failures WHERE bucket = {}",
+        sql_str(&old)
+    ))?;
     ensure_eq!(rows.len(), 1, "the attempt is counted");
     // Once its minute is over, the next attempt anywhere deletes it.
     thread::sleep(Duration::from_millis(61_000));
     fail(&unique_email("pruned-new"))?;
-    let rows = s.db_rows(&format!("SELECT count FROM auth_failures WHERE bucket = {}", sql_str(&old)))?;
+    let rows = s.db_rows(&format!(
+        "SELECT count FROM auth_failures WHERE bucket = {}",
+        sql_str(&old)
+    ))?;
     ensure!(rows.is_empty(), "an ended window is still stored: {rows:?}");
     let stale = s.db_rows(&format!(
         "SELECT bucket FROM auth_failures WHERE window_start <= {}",
@@ -454,6 +534,21 @@ fn pbkdf2_cost(s: &Server) -> Result<(), Failed> {
             .expect_error(401, "invalid_credentials")
             .map(|_| ())
     };
+    // The same work up to the hash (the attempt counted in D1), refused
+    // there: the email is over its limit.
+    let limited_email = unique_email("pbkdf2-limited");
+    let limited = || -> Result<(), Failed> {
+        let r = c
+            .req("POST", "/api/auth/login")
+            .header("CF-Connecting-IP", &unique_ip())
+            .json(&json!({"email": limited_email, "password": "wrong password"}))
+            .send()?;
+        ensure!(r.status == 401 || r.status == 429, "status {}", r.status);
+        Ok(())
+    };
+    for _ in 0..10 {
+        limited()?;
+    }
     let sync = || -> Result<(), Failed> { c.snapshot(&user.token, None).map(|_| ()) };
     let write = || -> Result<(), Failed> {
         c.put(&user.token, "k", &json!({"value": unique_ip()}))?
@@ -462,12 +557,16 @@ fn pbkdf2_cost(s: &Server) -> Result<(), Failed> {
     };
     let (login_cpu, login_ms) = measure(&login)?;
     let (wrong_cpu, wrong_ms) = measure(&wrong)?;
+    let (limited_cpu, limited_ms) = measure(&limited)?;
     let (sync_cpu, sync_ms) = measure(&sync)?;
     let (write_cpu, write_ms) = measure(&write)?;
     eprintln!(
         "pbkdf2 cost (server CPU ms per request / median latency ms, {N} each): \
          login {login_cpu:.1} / {login_ms:.1}; unknown email {wrong_cpu:.1} / {wrong_ms:.1}; \
-         GET /api/sync {sync_cpu:.1} / {sync_ms:.1}; PUT {write_cpu:.1} / {write_ms:.1}"
+         refused before hashing {limited_cpu:.1} / {limited_ms:.1} (so the hash: {:.1} / {:.1}); \
+         GET /api/sync {sync_cpu:.1} / {sync_ms:.1}; PUT {write_cpu:.1} / {write_ms:.1}",
+        wrong_cpu - limited_cpu,
+        wrong_ms - limited_ms
     );
     ensure!(
         sync_ms < login_ms && write_ms < login_ms,

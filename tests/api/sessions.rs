@@ -64,7 +64,11 @@ fn socket_closes_on_expiry(s: &Server) -> Result<(), Failed> {
     ensure_eq!(ws.wait_close()?, 4001, "close code");
     let again = login(&c, &user)?;
     let snap = c.snapshot(&again.token, None)?;
-    ensure_eq!(snap["data"], json!({"k": "before"}), "the refused write was not stored");
+    ensure_eq!(
+        snap["data"],
+        json!({"k": "before"}),
+        "the refused write was not stored"
+    );
     Ok(())
 }
 
@@ -102,9 +106,17 @@ fn expired_but_connected(s: &Server) -> Result<(), Failed> {
         .expect_ok(200)?;
     let listed: Vec<&Value> = list["devices"]
         .as_array()
-        .map(|d| d.iter().filter(|d| d["id"] == json!(user.device_id)).collect())
+        .map(|d| {
+            d.iter()
+                .filter(|d| d["id"] == json!(user.device_id))
+                .collect()
+        })
         .unwrap_or_default();
-    ensure_eq!(listed.len(), 1, "the expired, connected device is listed: {list}");
+    ensure_eq!(
+        listed.len(),
+        1,
+        "the expired, connected device is listed: {list}"
+    );
     ensure_eq!(listed[0]["online"], json!(true), "online");
     c.req("DELETE", &format!("/api/devices/{}", user.device_id))
         .bearer(&other.token)
@@ -220,8 +232,12 @@ fn change_password(s: &Server) -> Result<(), Failed> {
         &json!({"currentPassword": user.password, "newPassword": "short"}),
     )?
     .expect_error(400, "weak_password")?;
-    change(&c, &user.token, &json!({"newPassword": "a new long password"}))?
-        .expect_error(400, "invalid_request")?;
+    change(
+        &c,
+        &user.token,
+        &json!({"newPassword": "a new long password"}),
+    )?
+    .expect_error(400, "invalid_request")?;
     change(
         &c,
         "x".repeat(43).as_str(),
@@ -289,7 +305,15 @@ fn sign_out_everywhere(s: &Server) -> Result<(), Failed> {
             .expect_error(401, "unauthorized")?;
     }
     let offer = format!("{PROTOCOL}, bearer.{}", third.token);
-    crate::live::expect_refused(&c, "", Some(&offer), None, 401, "unauthorized", "signed out")?;
+    crate::live::expect_refused(
+        &c,
+        "",
+        Some(&offer),
+        None,
+        401,
+        "unauthorized",
+        "signed out",
+    )?;
     let rows = s.db_rows(&format!(
         "SELECT id FROM devices WHERE user_id = {} AND revoked_at IS NULL",
         sql_str(&user.user_id)

@@ -3,12 +3,12 @@
 //! answer, and the device checks of open WebSockets (expiry on frames, a
 //! revocation that raced the handshake, devices listed while expired).
 
-use super::{SocketInfo, UserHub, CLOSE_REVOKED};
+use super::{send, SocketInfo, UserHub, CLOSE_REVOKED};
 use crate::account::{AccountLimits, AccountResponse, AccountUsage};
 use crate::error::{Quota, SyncError};
 use crate::hub::Op;
 use crate::platform::{account_db as account, d1, http, now_ms};
-use crate::protocol::{DevicesResponse, OkResponse};
+use crate::protocol::{DevicesResponse, OkResponse, ServerMessage};
 use crate::quota::{self, Usage, DAY_MS};
 use crate::ratelimit::TokenBucket;
 use worker::{D1Database, Request, Response, WebSocket};
@@ -209,6 +209,11 @@ impl UserHub {
                 Ok(())
             }
             _ => {
+                // Said before the close, which would drop a later frame.
+                send(
+                    ws,
+                    &ServerMessage::error(None, &SyncError::Unauthorized).to_json(),
+                );
                 let _ = ws.close(Some(CLOSE_REVOKED), Some("token expired or revoked"));
                 self.close_device(&info.device_id);
                 Err(SyncError::Unauthorized)
