@@ -537,6 +537,7 @@ $('#signin-btn').addEventListener('click', () => showAuth());
 
 const accountBtn = $('#account-btn');
 const accountMenu = $('#account-menu');
+const accountPanel = $('#account-panel');
 
 function renderAccount() {
   const email = sync.email ?? '';
@@ -550,7 +551,7 @@ function renderAccount() {
   $('#history-btn').hidden = !sync.signedIn;
   if (!sync.signedIn) {
     accountMenu.hidden = true;
-    devicesPanel.hidden = historyPanel.hidden = true;
+    devicesPanel.hidden = historyPanel.hidden = accountPanel.hidden = true;
   }
   if (sync.signedIn && authDialog.open) authDialog.close(); // signed in elsewhere (another tab, the console)
 }
@@ -606,7 +607,7 @@ function renderConflicts() {
 /** Shows one side panel (or hides it when it is open); the others close. */
 function togglePanel(which) {
   const show = which.hidden;
-  for (const p of [panel, devicesPanel, historyPanel]) p.hidden = true;
+  for (const p of [panel, devicesPanel, historyPanel, accountPanel]) p.hidden = true;
   which.hidden = !show;
   return show;
 }
@@ -673,6 +674,53 @@ $('#device-list').addEventListener('click', async (e) => {
 });
 sync.on('presence', () => {
   if (!devicesPanel.hidden) renderDevices();
+});
+
+// ------------------------------------------------ account and security
+
+const fmtBytes = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
+
+async function renderUsage() {
+  const list = $('#usage-list');
+  try {
+    const { usage: u, limits: l } = await sync.account();
+    list.innerHTML = [
+      ['Stored (data and history)', `${fmtBytes(u.bytes)} of ${fmtBytes(l.bytes)}`],
+      ['Kinds of data', `${u.keys} of ${l.keys}`],
+      ['Writes today', `${u.writesToday} of ${l.writesPerDay}`],
+    ]
+      .map(([k, v]) => `<li><span>${esc(k)}</span> <strong>${esc(v)}</strong></li>`)
+      .join('');
+  } catch (err) {
+    list.innerHTML = `<li class="empty-log">Could not load the usage: ${esc(err.message)}</li>`;
+  }
+}
+
+$('#account-panel-btn').addEventListener('click', () => {
+  accountMenu.hidden = true;
+  if (togglePanel(accountPanel)) renderUsage();
+});
+$('#account-close').addEventListener('click', () => (accountPanel.hidden = true));
+$('#password-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  try {
+    const { signedOut } = await sync.changePassword($('#pw-current').value, $('#pw-new').value, {
+      signOutOthers: $('#pw-signout').checked,
+    });
+    e.target.reset();
+    toast(`Password changed${signedOut ? `; ${signedOut} other ${signedOut === 1 ? 'device' : 'devices'} signed out` : ''}.`);
+  } catch (err) {
+    toast(err.code === 'wrong_password' ? 'The current password is not right.' : `Could not change the password: ${err.message}`, 6000);
+  }
+});
+$('#signout-all-btn').addEventListener('click', async () => {
+  try {
+    const { signedOut } = await sync.signOutEverywhere();
+    accountPanel.hidden = true;
+    toast(`Signed out on ${signedOut} ${signedOut === 1 ? 'device' : 'devices'}. Your data stays on them.`);
+  } catch (err) {
+    toast(`Could not sign out everywhere: ${err.message}`, 6000);
+  }
 });
 
 // ------------------------------------------------------- export and import

@@ -539,6 +539,36 @@ export class SyncManager {
     if (this._token === token) this._signOutLocally('logout');
   }
 
+  /**
+   * Changes the account's password; other devices are signed out unless
+   * signOutOthers is false. Resolves to {signedOut}; a wrong current
+   * password rejects with code 'wrong_password' (this device stays signed in).
+   */
+  async changePassword(currentPassword, newPassword, { signOutOthers = true } = {}) {
+    const res = await this._request('POST', '/auth/password', { currentPassword, newPassword, signOutOthers });
+    return { signedOut: res.signedOut ?? 0 };
+  }
+
+  /** Signs every device of the account out, this one too; local data stays. */
+  async signOutEverywhere() {
+    const token = this._token;
+    this._loggingOut = true;
+    let res;
+    try {
+      res = await this._request('POST', '/auth/logout-all', {});
+    } finally {
+      this._loggingOut = false;
+    }
+    if (this._token === token) this._signOutLocally('logout');
+    return { signedOut: res.signedOut ?? 0 };
+  }
+
+  /** Usage against the quotas: {usage: {bytes, keys, writesToday}, limits, writesResetAt}. */
+  async account() {
+    const { success: _, ...info } = await this._request('GET', '/account');
+    return info;
+  }
+
   // ------------------------------------- history, restore, export, devices
 
   /**

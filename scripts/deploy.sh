@@ -8,10 +8,38 @@
 #   3. builds the Worker (scripts/build.sh)
 #   4. applies the D1 migrations (migrations/) to the remote database
 #   5. wrangler deploy
-# Extra arguments go to `wrangler deploy` (e.g. --dry-run).
+# Extra arguments go to `wrangler deploy` (e.g. --dry-run), except
+# --allow-open-registration: without it, REGISTRATION = "open" is refused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
+
+# A deployment is not open to strangers unless its owner says so: refuse
+# REGISTRATION = "open" (in wrangler.toml or a --var) without this flag.
+allow_open=0
+args=()
+for a in "$@"; do
+  if [ "$a" = "--allow-open-registration" ]; then allow_open=1; else args+=("$a"); fi
+done
+set -- ${args[@]+"${args[@]}"}
+registration="$(sed -nE 's/^[[:space:]]*REGISTRATION[[:space:]]*=[[:space:]]*"([^"]*)".*/\1/p' wrangler.toml | tail -1)"
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "--var" ] && [[ "$a" == REGISTRATION:* ]]; then registration="${a#REGISTRATION:}"; fi
+  prev="$a"
+done
+registration="$(printf '%s' "${registration:-allowlist}" | tr '[:upper:]' '[:lower:]')"
+if [ "$registration" = "open" ] && [ "$allow_open" -ne 1 ]; then
+  printf 'deploy: REGISTRATION is "open": anyone on the internet could create an account\n'
+  printf 'deploy: and write into your D1 database. Set REGISTRATION = "allowlist" with\n'
+  printf 'deploy: REGISTRATION_ALLOWLIST = "you@example.com" (or "closed") in wrangler.toml,\n'
+  printf 'deploy: or pass --allow-open-registration if you really mean it.\n'
+  exit 1
+fi
+if [ "$registration" = "allowlist" ] && ! grep -Eq '^[[:space:]]*REGISTRATION_ALLOWLIST[[:space:]]*=[[:space:]]*"[^"[:space:]]' wrangler.toml; then
+  printf 'deploy: note: REGISTRATION_ALLOWLIST is empty, so nobody can register yet;\n'
+  printf 'deploy: put your own email there to create your account.\n'
+fi
 
 # shellcheck source=scripts/setup.sh
 . "$ROOT/scripts/setup.sh"
