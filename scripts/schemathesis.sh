@@ -104,6 +104,7 @@ print(*[s.getsockname()[1] for s in socks])')
   --show-interactive-dev-session=false --log-level warn \
   --var WRITE_BURST:100000 --var WRITES_PER_MINUTE:100000 \
   --var REGISTRATIONS_PER_IP:100000 --var WRITES_PER_DAY:100000000 \
+  --var QUOTA_BYTES:100000000000 --var QUOTA_KEYS:100000000 \
   --var REGISTRATION:open \
   </dev/null >"$STATE/wrangler-dev.log" 2>&1) &
 PGID=$!

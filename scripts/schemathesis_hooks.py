@@ -1,8 +1,9 @@
 """Schemathesis hooks for scripts/schemathesis.sh (loaded via SCHEMATHESIS_HOOKS).
 
 1. Authentication. Every operation gets the fuzzing user's token
-   (SCHEMATHESIS_TOKEN, registered by the script) except the two that sign
-   the calling device out (logout, revoking a device): those get a
+   (SCHEMATHESIS_TOKEN, registered by the script) except those that sign
+   devices out (logout, logout-all, revoking a device, a password change):
+   those get a
    brand-new device token for every request, so fuzzing them never revokes
    the shared token. (A token given with -H would override both.)
 2. Cross-field rules that JSON Schema cannot state are applied to generated
@@ -49,6 +50,8 @@ def _register() -> str:
 
 @schemathesis.auth(refresh_interval=None).skip_for(
     method="POST", path="/api/auth/logout"
+).skip_for(method="POST", path="/api/auth/logout-all").skip_for(
+    method="POST", path="/api/auth/password"
 ).skip_for(method="DELETE", path="/api/devices/{id}")
 class SharedUser:
     """The fuzzing user's one device."""
@@ -62,6 +65,8 @@ class SharedUser:
 
 @schemathesis.auth(refresh_interval=None).apply_to(
     method="POST", path="/api/auth/logout"
+).apply_to(method="POST", path="/api/auth/logout-all").apply_to(
+    method="POST", path="/api/auth/password"
 ).apply_to(method="DELETE", path="/api/devices/{id}")
 class FreshDevice:
     """A new device (of a new account) for each request that signs out."""

@@ -94,6 +94,18 @@ fn call(
         ),
         // Signs out `spare`'s device: its own token.
         ("POST", "/api/auth/logout") => (c.req(method, &path).bearer(&spare.token), 200),
+        // Accounts of their own: these sign devices out.
+        ("POST", "/api/auth/logout-all") => {
+            let other = c.register("spec-everywhere")?;
+            (req.bearer(&other.token), 200)
+        }
+        ("POST", "/api/auth/password") => {
+            let other = c.register("spec-password")?;
+            let body =
+                json!({"currentPassword": other.password, "newPassword": "a new spec password"});
+            (req.bearer(&other.token).json(&body), 200)
+        }
+        ("GET", "/api/account") => (req.bearer(&user.token), 200),
         ("GET", "/api/sync") => (req.bearer(&user.token), 200),
         ("POST", "/api/sync") => (
             req.bearer(&user.token)
@@ -169,7 +181,7 @@ fn documented_operations_answer(s: &Server) -> Result<(), Failed> {
             }
         }
     }
-    ensure_eq!(done.len(), 16, "operations called: {done:?}");
+    ensure_eq!(done.len(), 19, "operations called: {done:?}");
     Ok(())
 }
 
