@@ -11,6 +11,8 @@ pub struct Config {
     pub write_burst: u32,
     pub writes_per_minute: u32,
     pub retention: Retention,
+    /// Log D1's own row counts per statement (`D1_COST_LOG=1`, benchmarks).
+    pub d1_cost_log: bool,
 }
 
 /// How much history to keep per key: a version is dropped only once it is
@@ -47,6 +49,7 @@ impl Config {
             registrations_per_ip: var(env, "REGISTRATIONS_PER_IP", 30),
             write_burst: var(env, "WRITE_BURST", 300),
             writes_per_minute: var(env, "WRITES_PER_MINUTE", 600),
+            d1_cost_log: var(env, "D1_COST_LOG", 0u8) == 1,
             retention: Retention {
                 // The current version is always kept.
                 versions: var(env, "HISTORY_VERSIONS", 50u32).max(1),

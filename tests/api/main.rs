@@ -65,6 +65,7 @@ mod security;
 mod server;
 mod spec;
 mod sync;
+mod upgrade;
 mod values;
 
 use server::Server;
@@ -82,10 +83,12 @@ pub enum On {
     /// Device tokens that expire after a few idle seconds, and a history
     /// that keeps only a few versions.
     Expiry,
+    /// A database written by schema version 1, upgraded by migrations/.
+    Upgrade,
 }
 
 impl On {
-    const ALL: [On; 4] = [On::Main, On::Strict, On::Oversize, On::Expiry];
+    const ALL: [On; 5] = [On::Main, On::Strict, On::Oversize, On::Expiry, On::Upgrade];
 
     fn label(self) -> &'static str {
         match self {
@@ -93,13 +96,21 @@ impl On {
             On::Strict => "strict",
             On::Oversize => "oversize",
             On::Expiry => "expiry",
+            On::Upgrade => "upgrade",
+        }
+    }
+
+    fn start(self) -> Result<Server, String> {
+        match self {
+            On::Upgrade => Server::start_upgraded(self.label(), &upgrade::seed()),
+            _ => Server::start(self.label(), self.vars()),
         }
     }
 
     /// `--var` overrides of wrangler.toml's `[vars]`.
     fn vars(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            On::Main | On::Oversize => &[],
+            On::Main | On::Oversize | On::Upgrade => &[],
             On::Strict => STRICT_VARS,
             On::Expiry => EXPIRY_VARS,
         }
@@ -135,6 +146,14 @@ impl Test {
         Test {
             name,
             on: On::Expiry,
+            run,
+        }
+    }
+
+    pub const fn upgrade(name: &'static str, run: TestFn) -> Test {
+        Test {
+            name,
+            on: On::Upgrade,
             run,
         }
     }
@@ -202,6 +221,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(backup::tests());
     tests.extend(merging::tests());
     tests.extend(spec::tests());
+    tests.extend(upgrade::tests());
     tests
 }
 
@@ -246,7 +266,7 @@ fn main() {
         .iter()
         .map(|&on| {
             let needed = needs(on);
-            thread::spawn(move || needed.then(|| Server::start(on.label(), on.vars())))
+            thread::spawn(move || needed.then(|| on.start()))
         })
         .collect();
     let servers: Vec<Started> = handles
