@@ -148,6 +148,8 @@ pub struct Plan {
     pub requests: Vec<(String, String)>,
     /// Remembered answers created before this time may be dropped.
     pub prune_requests_before: Option<i64>,
+    /// Keys whose old history retention looks at in this commit, sorted.
+    pub prune_keys: Vec<String>,
     /// One answer (or refusal) per op, in order.
     pub replies: Vec<Result<Answer, SyncError>>,
 }
@@ -275,6 +277,25 @@ pub fn plan(state: &UserState, ops: &[Op], now_ms: i64, values: &Values) -> Plan
     }
     p.new_keys = p.keys.len() != state.keys.len();
     p
+}
+
+/// The keys whose retention runs with `after`: each key about once per
+/// `every` of its versions (whenever its version passes a multiple of it),
+/// not on every write, since each run reads the key's newest versions; a
+/// run frees more rows than the writes in between add.
+pub fn prune_keys(before: &UserState, after: &Plan, every: u64) -> Vec<String> {
+    let every = every.max(1);
+    let mut keys: Vec<String> = after
+        .keys
+        .iter()
+        .filter(|(k, m)| {
+            let old = before.keys.get(*k).map_or(0, |o| o.version);
+            m.version / every != old / every
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.sort_unstable();
+    keys
 }
 
 fn apply_write(
@@ -615,6 +636,24 @@ mod tests {
         );
         assert_eq!(c[0].1.value.as_deref(), Some("1"));
         assert_eq!(c[2].1.value, None);
+    }
+
+    #[test]
+    fn retention_runs_for_a_key_once_per_few_versions() {
+        let mut s = UserState::default();
+        let (mut every_8, mut every_1) = (0, 0);
+        for n in 0..32 {
+            let base = s.keys.get("a").map(|m| m.version);
+            let p = plan_(
+                &s,
+                vec![single(put("a", &n.to_string(), base, None), None)],
+                5,
+            );
+            every_8 += prune_keys(&s, &p, 8).len();
+            every_1 += prune_keys(&s, &p, 1).len();
+            adopt(&mut s, p);
+        }
+        assert_eq!((every_8, every_1), (4, 32));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Limits {
     pub writes_per_minute: u32,
     /// Old answers are pruned each time the cursor passes a multiple of this.
     pub prune_every: u64,
+    /// A key's old history is pruned about once per this many of its versions.
+    pub history_prune_every: u64,
 }
 
 impl Default for Limits {
@@ -50,6 +52,7 @@ impl Default for Limits {
             write_burst: 300,
             writes_per_minute: 600,
             prune_every: 256,
+            history_prune_every: 8,
         }
     }
 }
@@ -342,6 +345,7 @@ impl<R, S: Clone> Session<R, S> {
         self.commits += 1;
         let mut plan = plan::plan(state, &group.ops(), now, values);
         plan.commit_id = format!("{}-{}", self.nonce, self.commits);
+        plan.prune_keys = plan::prune_keys(state, &plan, self.limits.history_prune_every);
         let every = self.limits.prune_every.max(1);
         if plan.cursor / every != plan.prev_cursor / every {
             plan.prune_requests_before = Some(now - REQUEST_ID_TTL_MS);

@@ -21,6 +21,8 @@ pub struct Config {
 pub struct Retention {
     pub versions: u32,
     pub max_age_ms: i64,
+    /// Retention runs for a key once per this many of its versions.
+    pub every: u64,
 }
 
 fn var<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
@@ -54,6 +56,7 @@ impl Config {
                 // The current version is always kept.
                 versions: var(env, "HISTORY_VERSIONS", 50u32).max(1),
                 max_age_ms: var(env, "HISTORY_DAYS", 30i64).max(0) * 86_400_000,
+                every: var(env, "HISTORY_PRUNE_EVERY", 8u64).max(1),
             },
         }
     }

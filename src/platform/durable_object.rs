@@ -65,6 +65,7 @@ impl DurableObject for UserHub {
         let limits = Limits {
             write_burst: config.write_burst,
             writes_per_minute: config.writes_per_minute,
+            history_prune_every: config.retention.every,
             ..Limits::default()
         };
         let nonce = crypto::new_id();

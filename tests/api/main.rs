@@ -169,11 +169,13 @@ impl Test {
 
 /// The expiry server's idle period.
 pub const EXPIRY_IDLE_MS: u64 = 4_000;
-/// The expiry server also keeps a short history: 3 versions, no extra days.
+/// The expiry server also keeps a short history: 3 versions, no extra days,
+/// pruned on every write.
 const EXPIRY_VARS: &[(&str, &str)] = &[
     ("TOKEN_IDLE_SECONDS", "4"),
     ("HISTORY_VERSIONS", "3"),
     ("HISTORY_DAYS", "0"),
+    ("HISTORY_PRUNE_EVERY", "1"),
 ];
 
 /// The strict server's limits; the rate-limit tests read them from here.

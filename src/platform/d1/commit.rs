@@ -274,18 +274,11 @@ fn prune_history(
     retention: Retention,
     out: &mut Vec<Labelled>,
 ) -> Result<(), SyncError> {
-    let mut keys: Vec<&str> = plan
-        .history
-        .iter()
-        .filter(|h| h.version.is_some())
-        .map(|h| h.key.as_str())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    if keys.is_empty() {
+    if plan.prune_keys.is_empty() {
         return Ok(());
     }
-    let keys = serde_json::to_string(&keys).map_err(|e| SyncError::Internal(e.to_string()))?;
+    let keys =
+        serde_json::to_string(&plan.prune_keys).map_err(|e| SyncError::Internal(e.to_string()))?;
     let params = [
         text(user_id),
         num(retention.versions.saturating_sub(1)),
