@@ -83,8 +83,3 @@ CREATE TABLE auth_failures (
   window_start INTEGER NOT NULL,
   count INTEGER NOT NULL
 );
-
--- From migrations/0003_security.sql (issue #15).
-ALTER TABLE sync_state ADD COLUMN write_day INTEGER NOT NULL DEFAULT 0;   -- UTC day (ms / 86400000)
-ALTER TABLE sync_state ADD COLUMN write_units INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX auth_failures_window ON auth_failures(window_start);

@@ -5,6 +5,7 @@ pub mod account;
 pub mod auth;
 pub mod error;
 pub mod hub;
+pub mod lifetime;
 pub mod merge;
 pub mod model;
 pub mod protocol;
@@ -12,7 +13,6 @@ pub mod quota;
 pub mod ratelimit;
 pub mod registration;
 pub mod route;
-pub mod session;
 pub mod sqlgen;
 
 #[cfg(target_arch = "wasm32")]

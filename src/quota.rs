@@ -1,12 +1,13 @@
 //! Per-user quotas as pure arithmetic: what a write weighs, what an
-//! account has used, and whether a write still fits. The Durable Object
-//! keeps a `Usage` in memory, checks each request before queueing it and
-//! persists the day's count with its commit.
+//! account has used, and whether a write still fits. The hub's session
+//! takes a request's units from the rate bucket when it is queued, counts
+//! each group against the quotas when it plans it (the state is current
+//! then), and the commit persists the day's count.
 
 use crate::error::{Quota, SyncError};
 use crate::protocol::Write;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 pub const DAY_MS: i64 = 86_400_000;
 /// A write unit: one key written, plus one per this many bytes of values,
@@ -31,6 +32,16 @@ impl Limits {
     /// About 5,000 edits a day: at 4-7 billed rows each, a third of D1's
     /// free 100,000 row writes a day at most.
     pub const DEFAULT_WRITES_PER_DAY: u64 = 5_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            bytes: Self::DEFAULT_BYTES,
+            keys: Self::DEFAULT_KEYS,
+            writes_per_day: Self::DEFAULT_WRITES_PER_DAY,
+        }
+    }
 }
 
 /// What one request adds, as far as it can be known before it is planned.
@@ -61,6 +72,50 @@ pub fn weight<'a>(
     }
     w.units += w.bytes / UNIT_BYTES;
     w
+}
+
+/// The write units of `writes` alone (what the rate bucket takes): they do
+/// not depend on which keys hold a value.
+pub fn units(writes: &[Write]) -> u64 {
+    weight(writes, |_| true).units
+}
+
+/// Counts a group of requests (each its writes) against the quotas, in
+/// order, from `usage` and the keys holding a value before the group
+/// (`live`, `live_keys`): a request admitted before another counts for it.
+/// Returns each request's verdict and the usage with the admitted counted.
+pub fn admit<'a>(
+    limits: &Limits,
+    mut usage: Usage,
+    live: impl Fn(&str) -> bool,
+    mut live_keys: u64,
+    requests: impl IntoIterator<Item = &'a [Write]>,
+    now_ms: i64,
+) -> (Vec<Result<(), SyncError>>, Usage) {
+    // Keys the admitted requests gave a value (true) or deleted (false).
+    let mut changed: HashMap<&str, bool> = HashMap::new();
+    let mut verdicts = Vec::new();
+    for writes in requests {
+        let is_live = |k: &str| changed.get(k).copied().unwrap_or_else(|| live(k));
+        let w = weight(writes, is_live);
+        let verdict = usage.check(limits, live_keys, &w, now_ms);
+        if verdict.is_ok() {
+            usage.add(&w, now_ms);
+            for write in writes {
+                let key = write.key.as_str();
+                let was = changed.get(key).copied().unwrap_or_else(|| live(key));
+                let is = write.value.is_some();
+                match (was, is) {
+                    (false, true) => live_keys += 1,
+                    (true, false) => live_keys = live_keys.saturating_sub(1),
+                    _ => {}
+                }
+                changed.insert(key, is);
+            }
+        }
+        verdicts.push(verdict);
+    }
+    (verdicts, usage)
 }
 
 /// An account's usage. `bytes` is exact when loaded and grows by what is
@@ -203,6 +258,28 @@ mod tests {
             code(u.check(&LIMITS, 3, &weight(&[put("a", 1)], |_| true), 0)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_group_is_admitted_in_order() {
+        let a = [put("a", 10)];
+        let b = [put("b", 10)];
+        let del_a = [del("a")];
+        let c = [put("c", 10)];
+        let big = [put("d", 2_000)];
+        let requests: Vec<&[Write]> = vec![&a, &b, &del_a, &c, &big];
+        // Two keys held already: "a" and "b" make four, over the limit of
+        // three; deleting "a" makes room for "c".
+        let live = |k: &str| k == "x" || k == "y";
+        let (verdicts, usage) = admit(&LIMITS, Usage::default(), live, 2, requests, 0);
+        let codes: Vec<_> = verdicts
+            .iter()
+            .map(|v| v.as_ref().map_err(|e| e.status()))
+            .collect();
+        assert_eq!(codes, [Ok(&()), Err(507), Ok(&()), Ok(&()), Err(507)]);
+        assert_eq!((usage.bytes, usage.day_units), (20, 3));
+        assert_eq!(units(&big), 1);
+        assert_eq!(units(&[put("e", 300 * 1024), del("f")]), 3);
     }
 
     #[test]

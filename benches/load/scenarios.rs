@@ -660,13 +660,7 @@ pub fn wasm_size() -> Result<(u64, usize), String> {
     Ok((size, gz.stdout.len()))
 }
 
-const TABLES: &[&str] = &[
-    "sync_state",
-    "sync_history",
-    "sync_chunks",
-    "sync_data",
-    "sync_requests",
-];
+const TABLES: &[&str] = &["sync_state", "sync_history", "sync_chunks", "sync_requests"];
 
 /// Every row of the user's sync tables, as comparable strings per table.
 fn d1_snapshot(s: &Server, user_id: &str) -> Result<Vec<BTreeSet<String>>, String> {

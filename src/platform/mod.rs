@@ -2,12 +2,12 @@
 //! (`router`), the per-user Durable Object (`durable_object`), every D1
 //! statement (`d1`), HTTP helpers (`http`) and WebCrypto/randomness (`crypto`).
 
-mod account_db;
 mod config;
 mod crypto;
 mod d1;
 mod durable_object;
 mod http;
+mod identity;
 mod router;
 
 /// Milliseconds since the epoch, from the runtime's clock.

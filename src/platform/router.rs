@@ -1,9 +1,9 @@
 //! The Worker's entry point: CORS, routing, authentication, the auth
 //! endpoints, and forwarding of every sync request to the user's UserHub.
 
-use super::account_db as account;
 use super::config::Config;
 use super::d1::{self, NewDevice};
+use super::identity::{forward, send_command, Command, Identity};
 use super::{crypto, http, now_ms};
 use crate::account::{ChangePasswordRequest, SignedOutResponse};
 use crate::auth::{self, decoy_record, PasswordRecord};
@@ -12,34 +12,11 @@ use crate::model::{self, Email, Password, MAX_BODY_BYTES};
 use crate::protocol::{parse_json, ws_offer, AuthRequest, AuthResponse, OkResponse};
 use crate::ratelimit::ip_bucket;
 use crate::route::{route, Route};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use wasm_bindgen::JsValue;
-use worker::{event, Context, D1Database, Env, Headers, Request, RequestInit, Response};
+use worker::{event, Context, D1Database, Env, Headers, Request, Response};
 
 /// Auth bodies are tiny; anything bigger is not a person signing in.
 const AUTH_BODY_LIMIT: usize = 16 * 1024;
-
-/// Identity headers the Worker sets on requests to the Durable Object. A
-/// client never reaches the object directly, and the forwarded request is
-/// built from scratch, so a client-sent copy of these never gets through.
-pub const USER_HEADER: &str = "x-sync-user-id";
-pub const DEVICE_HEADER: &str = "x-sync-device-id";
-/// Percent-encoded device name, for presence.
-pub const DEVICE_NAME_HEADER: &str = "x-sync-device-name";
-/// When the device's token expires (ms), for its sockets.
-pub const DEVICE_EXPIRES_HEADER: &str = "x-sync-device-expires";
-/// Worker-to-object commands that no client route maps to.
-pub const INTERNAL_HEADER: &str = "x-sync-internal";
-pub const INTERNAL_REVOKE: &str = "revoke-device";
-/// Closes the sockets of the devices listed (a JSON array of ids) in the body.
-pub const INTERNAL_REVOKE_MANY: &str = "revoke-devices";
-
-pub struct Identity {
-    pub user_id: String,
-    pub device_id: String,
-    pub device_name: String,
-    pub expires_at: i64,
-}
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
@@ -84,8 +61,8 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
         }
         Route::LogoutAll => {
             let id = authenticate(req, &db, config).await?;
-            let revoked = account::revoke_all(&db, &id.user_id, None, now_ms()).await?;
-            signed_out(env, &id, &revoked).await
+            let revoked = d1::revoke_all(&db, &id.user_id, None, now_ms()).await?;
+            signed_out(env, &id, revoked).await
         }
         Route::ChangePassword => change_password(req, env, &db, config).await,
         Route::OpenApi => Ok(http::text(
@@ -99,8 +76,7 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             headers
                 .set("upgrade", "websocket")
                 .map_err(internal("header"))?;
-            let target = hub_target(&url, None);
-            forward_with(env, &id, "GET", &target, None, headers).await
+            forward(env, &id, "GET", &hub_path(&url, None), None, headers).await
         }
         _ => {
             let id = authenticate(req, &db, config).await?;
@@ -109,8 +85,8 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             // large value twice in memory.
             http::check_declared_length(req, MAX_BODY_BYTES)?;
             let body = req.inner().body().map(JsValue::from);
-            let target = hub_target(&url, url.query());
-            forward(env, &id, &method, &target, body, None).await
+            let path = hub_path(&url, url.query());
+            forward(env, &id, &method, &path, body, Headers::new()).await
         }
     }
 }
@@ -133,12 +109,8 @@ async fn revoke(
     }
     // The revocation already holds for every new request; closing the live
     // sockets can only fail if the object is unreachable, so it is logged.
-    let target = Identity {
-        device_id: device.to_owned(),
-        ..caller
-    };
-    let path = "https://user-hub/api/devices";
-    if let Err(e) = forward(env, &target, "POST", path, None, Some(INTERNAL_REVOKE)).await {
+    let close = Command::CloseDevice(device.to_owned());
+    if let Err(e) = send_command(env, &caller, &close).await {
         worker::console_error!("closing sockets of a revoked device: {e}");
     }
     Ok(http::json(200, &OkResponse { success: true }))
@@ -148,21 +120,14 @@ async fn revoke(
 async fn signed_out(
     env: &Env,
     caller: &Identity,
-    revoked: &[String],
+    revoked: Vec<String>,
 ) -> Result<Response, SyncError> {
+    let signed_out = revoked.len() as u64;
     if !revoked.is_empty() {
-        let body = serde_json::to_string(revoked).map_err(internal("ids"))?;
-        let path = "https://user-hub/api/devices";
-        let sent = forward(
-            env,
-            caller,
-            "POST",
-            path,
-            Some(JsValue::from_str(&body)),
-            Some(INTERNAL_REVOKE_MANY),
-        )
-        .await;
-        if let Err(e) = sent {
+        // As for one device: the revocation already holds; a failure to
+        // reach the object is logged.
+        let close = Command::CloseDevices(revoked);
+        if let Err(e) = send_command(env, caller, &close).await {
             worker::console_error!("closing sockets of revoked devices: {e}");
         }
     }
@@ -170,7 +135,7 @@ async fn signed_out(
         200,
         &SignedOutResponse {
             success: true,
-            signed_out: revoked.len() as u64,
+            signed_out,
         },
     ))
 }
@@ -316,7 +281,7 @@ async fn register(
         (ip.as_str(), config.registrations_per_ip),
         (mail.as_str(), config.login_failures_per_email),
     ];
-    let windows = account::count_attempts(db, &buckets, now_ms()).await?;
+    let windows = d1::count_attempts(db, &buckets, now_ms()).await?;
     let record = crypto::hash_password(password.as_bytes()).await?;
     let user_id = crypto::new_id();
     let answer = new_device_token(
@@ -327,7 +292,7 @@ async fn register(
         Some((&email, &record)),
     )
     .await?;
-    account::forgive(db, &buckets[1..], &windows[1..]).await?;
+    d1::forgive(db, &buckets[1..], &windows[1..]).await?;
     Ok(http::json(201, &answer))
 }
 
@@ -346,7 +311,7 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
     ];
     // Counted before hashing, atomically: concurrent guesses cannot all
     // reach the password check. A success is taken back below.
-    let windows = account::count_attempts(db, &buckets, now_ms()).await?;
+    let windows = d1::count_attempts(db, &buckets, now_ms()).await?;
     let user = d1::user_by_email(db, email.as_str()).await?;
     let record = user
         .as_ref()
@@ -361,7 +326,7 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
         (Some(user), true) => user,
         _ => return Err(SyncError::InvalidCredentials),
     };
-    account::forgive(db, &buckets, &windows).await?;
+    d1::forgive(db, &buckets, &windows).await?;
     let answer = new_device_token(db, config, &user.id, r.device_name.as_deref(), None).await?;
     Ok(http::json(200, &answer))
 }
@@ -382,84 +347,30 @@ async fn change_password(
     if r.current_password.len() > model::MAX_PASSWORD_BYTES {
         return Err(SyncError::WrongPassword);
     }
-    let user = account::account(db, &id.user_id)
+    let user = d1::account(db, &id.user_id)
         .await?
         .ok_or(SyncError::Unauthorized)?;
     let mail = format!("email:{}", user.email);
     let buckets = [(mail.as_str(), config.login_failures_per_email)];
-    let windows = account::count_attempts(db, &buckets, now_ms()).await?;
+    let windows = d1::count_attempts(db, &buckets, now_ms()).await?;
     let record = PasswordRecord::decode(&user.password)
         .ok_or_else(|| SyncError::Internal("stored password record unreadable".into()))?;
     if !crypto::verify_password(&record, r.current_password.as_bytes()).await? {
         return Err(SyncError::WrongPassword);
     }
-    account::forgive(db, &buckets, &windows).await?;
+    d1::forgive(db, &buckets, &windows).await?;
     let record = crypto::hash_password(new.as_bytes()).await?;
-    account::set_password(db, &id.user_id, &record.encode()).await?;
+    d1::set_password(db, &id.user_id, &record.encode()).await?;
     let revoked = if r.sign_out_others.unwrap_or(true) {
-        account::revoke_all(db, &id.user_id, Some(&id.device_id), now_ms()).await?
+        d1::revoke_all(db, &id.user_id, Some(&id.device_id), now_ms()).await?
     } else {
         Vec::new()
     };
-    signed_out(env, &id, &revoked).await
+    signed_out(env, &id, revoked).await
 }
 
-fn hub_target(url: &worker::Url, query: Option<&str>) -> String {
+/// The path and query a sync request has at the user's object.
+fn hub_path(url: &worker::Url, query: Option<&str>) -> String {
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    format!("https://user-hub{}{query}", url.path())
-}
-
-async fn forward(
-    env: &Env,
-    id: &Identity,
-    method: &str,
-    target: &str,
-    body: Option<JsValue>,
-    internal_command: Option<&str>,
-) -> Result<Response, SyncError> {
-    let headers = Headers::new();
-    if let Some(command) = internal_command {
-        headers
-            .set(INTERNAL_HEADER, command)
-            .map_err(internal("header"))?;
-    }
-    forward_with(env, id, method, target, body, headers).await
-}
-
-/// Hands a request to the user's Durable Object with the verified identity.
-/// The request is built afresh, so nothing a client sent besides the body
-/// (and the path) reaches the object.
-async fn forward_with(
-    env: &Env,
-    id: &Identity,
-    method: &str,
-    target: &str,
-    body: Option<JsValue>,
-    headers: Headers,
-) -> Result<Response, SyncError> {
-    let name = utf8_percent_encode(&id.device_name, NON_ALPHANUMERIC).to_string();
-    let expires = id.expires_at.to_string();
-    for (k, v) in [
-        (USER_HEADER, id.user_id.as_str()),
-        (DEVICE_HEADER, id.device_id.as_str()),
-        (DEVICE_NAME_HEADER, name.as_str()),
-        (DEVICE_EXPIRES_HEADER, expires.as_str()),
-    ] {
-        headers.set(k, v).map_err(internal("header"))?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(worker::Method::from(method.to_string()))
-        .with_headers(headers);
-    init.with_body(body);
-    let inner = Request::new_with_init(target, &init).map_err(internal("request"))?;
-    let namespace = env
-        .durable_object("USER_HUB")
-        .map_err(internal("durable object"))?;
-    let stub = namespace
-        .id_from_name(&id.user_id)
-        .and_then(|oid| oid.get_stub())
-        .map_err(internal("durable object"))?;
-    stub.fetch_with_request(inner)
-        .await
-        .map_err(internal("durable object fetch"))
+    format!("{}{query}", url.path())
 }

@@ -68,6 +68,7 @@ mod server;
 mod sessions;
 mod spec;
 mod sync;
+mod upgrade;
 mod values;
 
 use server::Server;
@@ -85,6 +86,8 @@ pub enum On {
     /// Device tokens that expire after a few idle seconds (and 20 s after
     /// sign-in however used), and a history that keeps only a few versions.
     Expiry,
+    /// A database written by schema version 1, upgraded by migrations/.
+    Upgrade,
     /// wrangler.toml's own registration setting, as a fresh deployment has it.
     Locked,
     /// Tiny per-user quotas.
@@ -92,11 +95,12 @@ pub enum On {
 }
 
 impl On {
-    const ALL: [On; 6] = [
+    const ALL: [On; 7] = [
         On::Main,
         On::Strict,
         On::Oversize,
         On::Expiry,
+        On::Upgrade,
         On::Locked,
         On::Quota,
     ];
@@ -107,15 +111,23 @@ impl On {
             On::Strict => "strict",
             On::Oversize => "oversize",
             On::Expiry => "expiry",
+            On::Upgrade => "upgrade",
             On::Locked => "locked",
             On::Quota => "quota",
+        }
+    }
+
+    fn start(self) -> Result<Server, String> {
+        match self {
+            On::Upgrade => Server::start_upgraded(self.label(), &upgrade::seed()),
+            _ => Server::start(self.label(), self.vars()),
         }
     }
 
     /// `--var` overrides of wrangler.toml's `[vars]`.
     fn vars(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            On::Main | On::Oversize => &[],
+            On::Main | On::Oversize | On::Upgrade => &[],
             On::Strict => STRICT_VARS,
             On::Expiry => EXPIRY_VARS,
             On::Locked => &[("REGISTRATION", "")],
@@ -157,6 +169,14 @@ impl Test {
         }
     }
 
+    pub const fn upgrade(name: &'static str, run: TestFn) -> Test {
+        Test {
+            name,
+            on: On::Upgrade,
+            run,
+        }
+    }
+
     pub const fn on(on: On, name: &'static str, run: TestFn) -> Test {
         Test { name, on, run }
     }
@@ -172,13 +192,16 @@ impl Test {
 
 /// The expiry server's idle period.
 pub const EXPIRY_IDLE_MS: u64 = 4_000;
-/// The expiry server also keeps a short history: 3 versions, no extra days.
+/// The expiry server's absolute token lifetime.
 pub const EXPIRY_MAX_MS: u64 = 20_000;
+/// The expiry server also keeps a short history: 3 versions, no extra days,
+/// pruned on every write.
 const EXPIRY_VARS: &[(&str, &str)] = &[
     ("TOKEN_IDLE_SECONDS", "4"),
     ("TOKEN_MAX_SECONDS", "20"),
     ("HISTORY_VERSIONS", "3"),
     ("HISTORY_DAYS", "0"),
+    ("HISTORY_PRUNE_EVERY", "1"),
 ];
 
 /// The strict server's limits; the rate-limit tests read them from here.
@@ -245,6 +268,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(backup::tests());
     tests.extend(merging::tests());
     tests.extend(spec::tests());
+    tests.extend(upgrade::tests());
     tests.extend(hardening::tests());
     tests.extend(sessions::tests());
     tests.extend(quotas::tests());
@@ -292,7 +316,7 @@ fn main() {
         .iter()
         .map(|&on| {
             let needed = needs(on);
-            thread::spawn(move || needed.then(|| Server::start(on.label(), on.vars())))
+            thread::spawn(move || needed.then(|| on.start()))
         })
         .collect();
     let servers: Vec<Started> = handles

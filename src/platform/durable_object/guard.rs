@@ -1,89 +1,17 @@
-//! The UserHub's gatekeeping, kept apart from its write path: quotas and
-//! the weighted write rate checked before a request is queued, the usage
-//! answer, and the device checks of open WebSockets (expiry on frames, a
-//! revocation that raced the handshake, devices listed while expired).
+//! The UserHub's gatekeeping, kept apart from its write path (where the
+//! session applies the write rate and the quotas): the usage answer, and
+//! the device checks of open WebSockets (expiry on frames, a revocation
+//! that raced the handshake, devices listed while expired).
 
-use super::{send, SocketInfo, UserHub, CLOSE_REVOKED};
+use super::{send, SocketInfo, UserHub};
 use crate::account::{AccountLimits, AccountResponse, AccountUsage};
-use crate::error::{Quota, SyncError};
-use crate::hub::Op;
-use crate::platform::{account_db as account, d1, http, now_ms};
-use crate::protocol::{DevicesResponse, OkResponse, ServerMessage};
-use crate::quota::{self, Usage, DAY_MS};
-use crate::ratelimit::TokenBucket;
-use worker::{D1Database, Request, Response, WebSocket};
+use crate::error::SyncError;
+use crate::platform::{d1, http, now_ms};
+use crate::protocol::{DevicesResponse, ServerMessage};
+use crate::quota::DAY_MS;
+use worker::{D1Database, Response, WebSocket};
 
 impl UserHub {
-    /// The account's usage, loaded from D1 the first time.
-    async fn usage(&self, db: &D1Database, user_id: &str) -> Result<Usage, SyncError> {
-        if let Some(u) = self.inner.borrow().usage {
-            return Ok(u);
-        }
-        let loaded = account::usage(db, user_id).await?;
-        Ok(*self.inner.borrow_mut().usage.get_or_insert(loaded))
-    }
-
-    /// Refuses a request that would exceed a quota or the write rate, both
-    /// weighted by what it writes; counts it otherwise. Runs before the
-    /// request is queued, so a refused one never reaches D1.
-    pub(super) async fn admit(
-        &self,
-        db: &D1Database,
-        user_id: &str,
-        op: &Op,
-    ) -> Result<(), SyncError> {
-        self.state_of(db, user_id).await?;
-        self.usage(db, user_id).await?;
-        match self.admit_now(op) {
-            // Stored bytes are an estimate that only grows between loads
-            // (retention frees space unseen): count again before refusing.
-            Err(SyncError::QuotaExceeded {
-                quota: Quota::Bytes,
-                ..
-            }) => {
-                let fresh = account::usage(db, user_id).await?;
-                if let Some(u) = self.inner.borrow_mut().usage.as_mut() {
-                    u.bytes = fresh.bytes;
-                }
-                self.admit_now(op)
-            }
-            other => other,
-        }
-    }
-
-    fn admit_now(&self, op: &Op) -> Result<(), SyncError> {
-        let now = now_ms();
-        let config = &self.config;
-        let mut inner = self.inner.borrow_mut();
-        let inner = &mut *inner;
-        let (Some(state), Some(usage)) = (inner.hub.as_ref(), inner.usage.as_mut()) else {
-            // Dropped by a failed commit meanwhile: the client retries.
-            return Err(SyncError::Unavailable);
-        };
-        let live = |k: &str| state.keys.get(k).is_some_and(|m| !m.deleted);
-        let weight = quota::weight(&op.writes, live);
-        let live_keys = state.keys.values().filter(|m| !m.deleted).count() as u64;
-        usage.check(&config.quota, live_keys, &weight, now)?;
-        inner
-            .bucket
-            .get_or_insert_with(|| {
-                TokenBucket::new(config.write_burst, config.writes_per_minute, now)
-            })
-            .take(weight.units, now)
-            .map_err(|retry_after_secs| SyncError::RateLimited { retry_after_secs })?;
-        usage.add(&weight, now);
-        Ok(())
-    }
-
-    /// What a commit persists of the usage (the day's count).
-    pub(super) async fn usage_to_commit(
-        &self,
-        db: &D1Database,
-        user_id: &str,
-    ) -> Result<Usage, SyncError> {
-        self.usage(db, user_id).await
-    }
-
     /// `GET /api/account`: usage against the limits.
     pub(super) async fn account(
         &self,
@@ -91,15 +19,14 @@ impl UserHub {
         user_id: &str,
         device_id: &str,
     ) -> Result<Response, SyncError> {
-        let usage = self.usage(db, user_id).await?;
-        let keys = self
-            .state_of(db, user_id)
-            .await?
-            .keys
-            .values()
-            .filter(|m| !m.deleted)
-            .count() as u64;
         let now = now_ms();
+        let usage = self
+            .read_state(db, user_id, |s| AccountUsage {
+                bytes: s.usage.bytes,
+                keys: s.live_keys(),
+                writes_today: s.usage.units_today(now),
+            })
+            .await?;
         let config = &self.config;
         Ok(http::json(
             200,
@@ -107,11 +34,7 @@ impl UserHub {
                 success: true,
                 user_id: user_id.to_owned(),
                 device_id: device_id.to_owned(),
-                usage: AccountUsage {
-                    bytes: usage.bytes,
-                    keys,
-                    writes_today: usage.units_today(now),
-                },
+                usage,
                 limits: AccountLimits::new(
                     &config.quota,
                     config.write_burst,
@@ -149,17 +72,6 @@ impl UserHub {
         ))
     }
 
-    /// Closes the sockets of every device the body lists.
-    pub(super) async fn close_devices(&self, req: &mut Request) -> Result<Response, SyncError> {
-        let body = http::read_body(req, crate::model::MAX_BODY_BYTES).await?;
-        let ids: Vec<String> = serde_json::from_slice(&body)
-            .map_err(|e| SyncError::Internal(format!("device ids: {e}")))?;
-        for id in &ids {
-            self.close_device(id);
-        }
-        Ok(http::json(200, &OkResponse { success: true }))
-    }
-
     /// Accepts a socket, then reads its device: a revocation that landed
     /// between the Worker's check and the accept closes it here, and one
     /// that lands later finds the socket to close.
@@ -170,9 +82,9 @@ impl UserHub {
     ) -> Result<Response, SyncError> {
         let device_id = info.device_id.clone();
         let resp = self.accept_socket(info)?;
-        let live = account::live_device(db, &device_id).await?;
+        let live = d1::live_device(db, &device_id).await?;
         if live.is_none_or(|d| d.expires_at as i64 <= now_ms()) {
-            self.close_device(&device_id);
+            self.close_devices(&[device_id]);
             return Err(SyncError::Unauthorized);
         }
         Ok(resp)
@@ -193,7 +105,7 @@ impl UserHub {
         if !lifetimes.socket_recheck_due(info.expires_at, info.checked_at, now) {
             return Ok(());
         }
-        match account::live_device(db, &info.device_id).await? {
+        match d1::live_device(db, &info.device_id).await? {
             Some(d) if d.expires_at as i64 > now => {
                 let mut expires_at = d.expires_at as i64;
                 if lifetimes.touch_due(d.last_seen_at as i64, now) {
@@ -205,6 +117,7 @@ impl UserHub {
                     checked_at: now,
                     ..info.clone()
                 };
+                // Unsaved, the next frame only looks again: nothing is lost.
                 let _ = ws.serialize_attachment(&info);
                 Ok(())
             }
@@ -214,8 +127,7 @@ impl UserHub {
                     ws,
                     &ServerMessage::error(None, &SyncError::Unauthorized).to_json(),
                 );
-                let _ = ws.close(Some(CLOSE_REVOKED), Some("token expired or revoked"));
-                self.close_device(&info.device_id);
+                self.close_devices(std::slice::from_ref(&info.device_id));
                 Err(SyncError::Unauthorized)
             }
         }
