@@ -201,6 +201,7 @@ impl<R, S: Clone> Session<R, S> {
     pub fn offer_state(&mut self, state: UserState) {
         if self.state.is_none() && self.driver.is_none() {
             self.state = Some(state);
+            self.bytes_counted = true;
         }
     }
 

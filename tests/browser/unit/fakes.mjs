@@ -144,7 +144,7 @@ export class FakeServer {
     return this.data.get(userId);
   }
 
-  /** Applies writes like src/hub.rs: unchanged, fast-forward, or last-write-wins. */
+  /** Applies writes like src/hub/plan.rs: unchanged, fast-forward, or last-write-wins. */
   #apply(dev, writes, requestId) {
     const u = this.#user(dev.userId);
     if (requestId && u.requests.has(requestId)) return u.requests.get(requestId);
