@@ -3,10 +3,10 @@
 // the socket cannot connect), and wires the modules together:
 //   storage-hook.js  notices the app's setItem/removeItem/clear
 //   queue.js         the durable queue of local edits
-//   socket.js, rest.js  the two transports
+//   socket.js, rest.js  the two transports; send.js: which one carries the queue
 //   reconcile.js     remote changes, acknowledgements, first sign-in (merge.js)
 //   server-writes.js restore and import: writes the server makes for us
-//   tabs.js          one syncing tab per browser; the others follow it
+//   tabs.js          one syncing tab per browser; tab-follow.js: the others follow it
 //   status.js        what the indicator says
 //   conflict-log.js  the persisted conflict log
 //
@@ -15,7 +15,7 @@
 // data are merged, never blindly overwritten; `status` is never 'synced' while
 // an edit is unacknowledged, in any tab.
 
-import { backoffDelay, retryDelay } from './backoff.js';
+import { backoffDelay } from './backoff.js';
 import { ConflictLog } from './conflict-log.js';
 import { SyncError } from './errors.js';
 import { Emitter } from './events.js';
@@ -24,12 +24,14 @@ import { MetaStore, STORAGE_KEYS } from './meta-store.js';
 import { EditQueue } from './queue.js';
 import { reconcile } from './reconcile.js';
 import { RestClient } from './rest.js';
+import { sending } from './send.js';
 import { serverWrites } from './server-writes.js';
 import { CLOSE_REVOKED, SocketLink, WS_PROTOCOL } from './socket.js';
 import { followerStatus, leaderStatus } from './status.js';
 import { installHook } from './storage-hook.js';
+import { following } from './tab-follow.js';
 import { LEASE_KEY, TabCoordinator } from './tabs.js';
-import { fingerprint, guessDeviceName, newId, readJson, utf8Length } from './util.js';
+import { fingerprint, guessDeviceName, newId, readJson } from './util.js';
 
 export const DEFAULT_KEYS = Object.freeze([
   'kanban-projects',
@@ -41,13 +43,7 @@ export const DEFAULT_KEYS = Object.freeze([
   'estimates',
 ]);
 
-// The server refuses frames over 1 MiB; bigger values go over REST PUT.
-const MAX_FRAME_BYTES = 1024 * 1024 - 4096;
-const MAX_BATCH_KEYS = 64;
-const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const MAX_CONFLICTS = 50;
-// After this many failed retries of a refused-for-now request the status says 'error' (it keeps retrying).
-const RETRIES_BEFORE_ERROR = 3;
 
 export class SyncManager {
   /**
@@ -479,70 +475,6 @@ export class SyncManager {
 
   // ------------------------------------------------------------------ tabs
 
-  _becomeLeader() {
-    this._leader = true;
-    this._mirror = null;
-    this._tabPending.clear();
-    this._load(); // the previous leader tab may have left newer state
-    if (this._wantRunning) this._run();
-    this._updateStatus();
-  }
-
-  /** Another tab holds the lease now (it claimed it while ours looked free): follow it. */
-  _loseLead() {
-    this._leader = false;
-    this._running = false;
-    this._closeSocket();
-    for (const name of Object.keys(this._timers)) this._clearTimer(name);
-    this._link = 'down';
-    this._connecting = false;
-    this._tabs.post({ type: 'status?' });
-    this._updateStatus();
-  }
-
-  _tabMessage(msg) {
-    if (!msg || typeof msg !== 'object') return;
-    if (msg.type === 'status?' && this._leader && this._lastEmitted) {
-      this._postStatus();
-    } else if (msg.type === 'status' && !this._leader) {
-      this._mirror = msg.snap;
-      // This tab's edits the leader took (or that a newer edit replaced) are in its count now.
-      const consumed = new Set(msg.consumed ?? []);
-      const edits = this._meta.getJson('edits') ?? {};
-      for (const [id, key] of this._tabPending) {
-        if (consumed.has(id) || edits[key]?.id !== id) this._tabPending.delete(id);
-      }
-      this._updateStatus();
-    } else if (msg.type === 'lease-free') {
-      this._tabs.check();
-    }
-  }
-
-  _postStatus(consumed = []) {
-    if (!this._tabs || !this._leader) return;
-    this._tabs.post({ type: 'status', snap: this._snapshot(), consumed });
-  }
-
-  /** A following (or stopped) tab's edit: its time goes to storage before the value, for whichever tab syncs it. */
-  _noteTabEdit(key, value) {
-    const edits = this._meta.getJson('edits') ?? {};
-    const id = newId(this._now(), this._random);
-    edits[key] = { id, updatedAt: this._now(), fp: fingerprint(value) };
-    this._meta.setJson('edits', edits);
-    for (const [other, k] of this._tabPending) if (k === key) this._tabPending.delete(other);
-    this._tabPending.set(id, key);
-  }
-
-  /** The edit time another tab recorded for `key`'s current `value`, taken (removed) from storage. */
-  _takeTabEdit(key, value) {
-    const edits = this._meta.getJson('edits');
-    const rec = edits?.[key];
-    if (!rec) return null;
-    delete edits[key];
-    this._meta.setJson('edits', Object.keys(edits).length ? edits : null);
-    return rec.fp === fingerprint(value) ? rec : { id: rec.id, updatedAt: undefined };
-  }
-
   // ------------------------------------------------- the seed's sync methods
 
   /** Sends every queued edit over REST. */
@@ -837,130 +769,6 @@ export class SyncManager {
     return this._rest.request(method, path, body, opts);
   }
 
-  async _syncDown() {
-    const since = this._resumeCursor();
-    let res = await this._request('GET', `/sync?since=${since}`);
-    if ((res.cursor ?? 0) < since) {
-      // The server's data was reset or restored: take its whole state.
-      this._state.versions = {};
-      this._state.synced = {};
-      res = await this._request('GET', '/sync?since=0');
-    }
-    const changes = Object.entries(res.versions ?? {})
-      .map(([key, version]) => ({
-        key,
-        version,
-        deleted: !Object.prototype.hasOwnProperty.call(res.data ?? {}, key),
-        value: res.data?.[key],
-      }))
-      .sort((a, b) => a.version - b.version);
-    for (const c of changes) this._receiveRemote(c);
-    this._state.cursor = res.cursor ?? this._state.cursor;
-    this._saveState();
-  }
-
-  /** Queue entries ready to send: not in flight, reconciled with known server changes. */
-  _sendable() {
-    const out = [];
-    for (const entry of [...this._queue.values()]) {
-      if (this._inflightFor(entry.key) || entry.failed || entry.heldUntil > this._now()) continue;
-      if ([...this._holds].some((h) => h.keys.has(entry.key))) continue; // after the restore or import
-      if (entry.remote && entry.remote.version > (entry.baseVersion ?? 0)) {
-        this._rebase(entry, entry.remote);
-        if (!this._queue.has(entry.key)) continue;
-      }
-      out.push(this._queue.get(entry.key));
-    }
-    return out;
-  }
-
-  _snapshotEntry(entry, via) {
-    const value = this.storage.getItem(entry.key);
-    const sent = {
-      key: entry.key,
-      requestId: entry.requestId,
-      value,
-      base: entry.base,
-      baseVersion: entry.baseVersion,
-      updatedAt: entry.updatedAt,
-      via,
-    };
-    entry.sent = fingerprint(value);
-    this._inflight.set(sent.requestId, sent);
-    return sent;
-  }
-
-  async _syncUp() {
-    for (let round = 0; round < 8; round++) {
-      const ready = this._sendable();
-      if (!ready.length) break;
-      const batch = [];
-      let bytes = 0;
-      for (const entry of ready) {
-        const size = (this.storage.getItem(entry.key) ?? '').length * 2 + 200;
-        if (batch.length && (batch.length >= MAX_BATCH_KEYS || bytes + size > MAX_BATCH_BYTES)) break;
-        batch.push(this._snapshotEntry(entry, 'rest'));
-        bytes += size;
-      }
-      this._queue.save();
-      const body = { data: {}, baseVersions: {}, updatedAt: {}, deleted: [] };
-      for (const s of batch) {
-        if (s.value === null) body.deleted.push(s.key);
-        else body.data[s.key] = s.value;
-        if (s.baseVersion !== undefined) body.baseVersions[s.key] = s.baseVersion;
-        body.updatedAt[s.key] = s.updatedAt;
-      }
-      // The same entries always make the same batch id: a retry is applied once.
-      body.requestId = `b-${fingerprint(batch.map((s) => s.requestId).sort().join(','))}`;
-      let res;
-      try {
-        res = await this._request('POST', '/sync', body);
-      } catch (err) {
-        for (const s of batch) this._inflight.delete(s.requestId);
-        if (err.status === 413 || err.code === 'invalid_key' || err.code === 'invalid_request') {
-          this._rejectWrites(batch, err);
-          continue;
-        }
-        throw err;
-      }
-      for (const s of batch) this._inflight.delete(s.requestId);
-      batch.sort((x, y) => (res.versions?.[x.key] ?? 0) - (res.versions?.[y.key] ?? 0));
-      for (const s of batch) {
-        const conflict = (res.conflicts ?? []).find((c) => c.key === s.key) ?? null;
-        await this._onAck(s, res.versions?.[s.key] ?? 0, conflict);
-      }
-    }
-    this._updateStatus();
-  }
-
-  /** The server refused these writes for good: keep the local data, stop retrying. */
-  _rejectWrites(sents, err) {
-    for (const s of sents) {
-      const entry = this._queue.get(s.key);
-      if (entry && entry.requestId === s.requestId) entry.failed = err.code;
-    }
-    this._queue.save();
-    this._error = { code: err.code, message: err.message };
-    this._emit('error', this._error);
-  }
-
-  async _restPut(entry) {
-    if (!this._queue.has(entry.key) || this._inflightFor(entry.key)) return;
-    const s = this._snapshotEntry(entry, 'rest');
-    this._queue.save();
-    const path = `/sync/${encodeURIComponent(s.key)}`;
-    const body = { updatedAt: s.updatedAt, requestId: s.requestId };
-    if (s.baseVersion !== undefined) body.baseVersion = s.baseVersion;
-    if (s.value !== null) body.value = s.value;
-    let res;
-    try {
-      res = await this._request(s.value === null ? 'DELETE' : 'PUT', path, body);
-    } finally {
-      this._inflight.delete(s.requestId);
-    }
-    await this._onAck(s, res.version, res.conflict ?? null);
-  }
-
   // ----------------------------------------------------------- WebSocket
 
   _canConnect() {
@@ -1147,125 +955,7 @@ export class SyncManager {
     }
   }
 
-  /** Sends queued edits again after a backoff with jitter (never before the server's Retry-After); returns the delay. */
-  _retryAfterFailure(err) {
-    const ms = retryDelay(this._retryAttempt++, {
-      baseMs: this.retryMs,
-      maxMs: this.retryMaxMs,
-      random: this._random,
-      retryAfterMs: err?.retryAfterMs ?? null,
-    });
-    this._retryLater(ms);
-    return ms;
-  }
-
-  _retryLater(ms) {
-    if (this._timers.retry) return;
-    this._timers.retry = setTimeout(() => {
-      this._timers.retry = null;
-      this._flushSoon();
-    }, ms);
-  }
-
-  /** Sends queued edits now, on the socket if it is live, else over REST. */
-  _flush() {
-    this._clearTimer('flush');
-    if (!this._canConnect()) return;
-    if (this._link !== 'live') {
-      // REST carries the queue while the socket is down (the fallback is on) or in REST mode.
-      if (this._link === 'rest' || !this.live || this._timers.poll) this._restSync(true);
-      return;
-    }
-    for (const entry of this._sendable()) {
-      const value = this.storage.getItem(entry.key);
-      const frame = { type: value === null ? 'delete' : 'put', key: entry.key };
-      if (value !== null) frame.value = value;
-      if (entry.baseVersion !== undefined) frame.baseVersion = entry.baseVersion;
-      frame.updatedAt = entry.updatedAt;
-      frame.requestId = entry.requestId;
-      const text = JSON.stringify(frame);
-      if (utf8Length(text, MAX_FRAME_BYTES) > MAX_FRAME_BYTES) {
-        this._serial(() => this._restPut(entry)).catch((err) => this._transportFailure(err));
-        continue;
-      }
-      this._snapshotEntry(entry, 'ws');
-      if (!this._send(text)) this._inflight.delete(entry.requestId);
-    }
-    this._queue.save();
-    this._updateStatus();
-  }
-
-  _flushSoon() {
-    if (this._timers.flush) return;
-    this._timers.flush = setTimeout(() => this._flush(), 0);
-  }
-
   // ----------------------------------------------------- REST fallback
-
-  _restSync(upOnly = false) {
-    if (this._restSyncRunning) {
-      // Edits made meanwhile go in a second round right after this one.
-      this._restSyncAgain = true;
-      return;
-    }
-    this._restSyncRunning = true;
-    this._restSyncAgain = false;
-    const work = upOnly && this._state.initialized ? this.syncUp() : this.fullSync();
-    work
-      .then(() => {
-        if (this._link !== 'live') this._link = 'rest';
-        this._error = null;
-        this._touchSynced();
-      })
-      .catch((err) => this._transportFailure(err))
-      .finally(() => {
-        this._restSyncRunning = false;
-        this._updateStatus();
-        if (this._link !== 'live') this._settle();
-        if (this._restSyncAgain && this._link === 'rest' && this._canConnect() && this._queue.size) this._restSync(true);
-      });
-  }
-
-  _startPolling() {
-    if (this._timers.poll) return;
-    this._timers.poll = setInterval(() => {
-      if (this._canConnect() && this._link !== 'live') this._restSync();
-      else if (this._userPolling && this._canConnect()) this._restSync();
-    }, this.autoSyncMs);
-  }
-
-  _startFallback() {
-    const polling = !!this._timers.poll;
-    this._startPolling();
-    if (!polling) this._restSync();
-  }
-
-  _stopFallback() {
-    if (!this._userPolling && this.live) this._clearTimer('poll');
-  }
-
-  _transportFailure(err) {
-    if (!(err instanceof SyncError)) {
-      console.error('sync: unexpected failure', err);
-      this._error = { code: 'internal', message: String(err?.message ?? err) };
-    } else if (err.network) {
-      if (this._link === 'rest') this._link = 'down';
-      if (this._queue.size) this._retryAfterFailure(err);
-    } else if (err.status === 401) {
-      // handled by _revoked()
-    } else if (err.retryable) {
-      // 429, or a 5xx (an HTML page from the edge too): the same requests again, later.
-      this._retryAfterFailure(err);
-      if (this._retryAttempt > RETRIES_BEFORE_ERROR) {
-        this._error = { code: err.code, message: err.message };
-        this._emit('error', this._error);
-      }
-    } else {
-      this._error = { code: err.code, message: err.message };
-      this._emit('error', this._error);
-    }
-    this._updateStatus();
-  }
 
   // ------------------------------------------------------ signing out
 
@@ -1429,4 +1119,4 @@ export class SyncManager {
   }
 }
 
-Object.assign(SyncManager.prototype, reconcile, serverWrites);
+Object.assign(SyncManager.prototype, reconcile, serverWrites, sending, following);

@@ -5,27 +5,12 @@
 // "last synced" on an idle live device, and throttled background timers.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeBrowser, FakeServer, MemoryStorage, device, waitFor } from './fakes.mjs';
+import { FakeBrowser, FakeServer, MemoryStorage, devicesPerTest, loginToken, waitFor } from './fakes.mjs';
 import * as lib from '../../../client-demo/sync-manager.js';
 
 const j = (v) => JSON.stringify(v);
+const { dev, cleanups } = devicesPerTest(afterEach);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const cleanups = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()();
-});
-function dev(server, opts) {
-  const d = device(server, opts);
-  cleanups.push(() => d.sm.destroy());
-  return d;
-}
-async function loginToken(server, email) {
-  const res = await server.fetch('http://sync.test/api/auth/login', {
-    method: 'POST',
-    body: JSON.stringify({ email, password: 'password1' }),
-  });
-  return (await res.json()).token;
-}
 const stateOf = (storage) => JSON.parse(storage.getItem('sync-state') ?? '{}');
 let lockSeq = 0;
 const lockName = () => `edges-test-${process.pid}-${++lockSeq}`;
@@ -99,6 +84,9 @@ test('a tab that does not hold the connection tells the truth about its own edit
   const t2 = dev(server, { tab: browser.tab(), lock, tabs: true });
   await t2.sm.start();
   await waitFor(() => t2.sm.status === 'synced', { what: 'the follower to mirror the leader' });
+  // (A first sync goes over REST; the socket follows.)
+  await waitFor(() => server.frames('hello').length >= 1, { what: 'the socket' });
+  await sleep(50);
   assert.equal(server.frames('hello').length, 1, 'one socket for the browser');
 
   const changes = [];

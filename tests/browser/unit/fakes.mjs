@@ -632,3 +632,30 @@ export function device(server, { token = null, storage = new MemoryStorage(), ta
     },
   };
 }
+
+/**
+ * device() for a test file whose managers are destroyed after each test:
+ * `const { dev, cleanups } = devicesPerTest(afterEach)`. A test that
+ * destroys one itself (a reload) takes it off `cleanups`.
+ */
+export function devicesPerTest(afterEach) {
+  const cleanups = [];
+  afterEach(() => {
+    while (cleanups.length) cleanups.pop()();
+  });
+  const dev = (server, opts) => {
+    const d = device(server, opts);
+    cleanups.push(() => d.sm.destroy());
+    return d;
+  };
+  return { dev, cleanups };
+}
+
+/** A new device token for `email` (password1), as a second device's sign-in gets it. */
+export async function loginToken(server, email, deviceName) {
+  const res = await server.fetch('http://sync.test/api/auth/login', {
+    method: 'POST',
+    body: JSON.stringify({ email, password: 'password1', deviceName }),
+  });
+  return (await res.json()).token;
+}
