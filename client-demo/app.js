@@ -837,4 +837,7 @@ render();
 renderAccount();
 renderConflicts();
 sync.start();
-if (!sync.signedIn) showAuth();
+// (A sign-in that storage lost is looked for in IndexedDB first.)
+sync.ready.then(() => {
+  if (!sync.signedIn) showAuth();
+});

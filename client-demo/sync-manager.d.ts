@@ -199,6 +199,14 @@ export interface SyncManagerOptions {
   retryMaxMs?: number;
   /** Reconnect delays. */
   backoff?: { baseMs?: number; maxMs?: number };
+  /** Where a second copy of the sign-in is kept (default: globalThis.indexedDB; null: nowhere). */
+  indexedDB?: IDBFactory | null;
+  /** Injection (tests): replaces the IndexedDB copy of the sign-in. */
+  signInBackup?: {
+    load(): Promise<{ token: string; userId: string; deviceId: string; email: string | null } | null>;
+    save(record: { token: string; userId: string; deviceId: string; email: string | null }): Promise<unknown>;
+    clear(): Promise<unknown>;
+  };
   /** Asked when this device's data belongs to another account than the one signing in. */
   onAccountChange?: (change: AccountChange) => AccountChoice | Promise<AccountChoice>;
   /** Injection (tests, other runtimes). */
@@ -221,6 +229,8 @@ export interface SyncManagerEvents {
   signedout: { reason: 'logout' | 'revoked'; email: string | null };
   presence: OnlineDevice[];
   error: SyncErrorInfo;
+  /** The sign-in was missing from storage (cleared while the library was not loaded) and came back from IndexedDB. */
+  restored: { email: string | null };
 }
 
 export declare class SyncManager {
@@ -244,6 +254,8 @@ export declare class SyncManager {
   conflicts: ConflictRecord[];
   /** Devices connected right now. */
   onlineDevices: OnlineDevice[];
+  /** Settles once a sign-in missing from storage has been looked for in IndexedDB (at once when signed in); start() waits for it. */
+  readonly ready: Promise<void>;
 
   on<E extends keyof SyncManagerEvents>(event: E, fn: (detail: SyncManagerEvents[E]) => void): () => void;
   off<E extends keyof SyncManagerEvents>(event: E, fn: (detail: SyncManagerEvents[E]) => void): void;

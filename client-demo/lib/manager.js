@@ -16,6 +16,7 @@
 // an edit is unacknowledged, in any tab.
 
 import { backoffDelay } from './backoff.js';
+import { SignInBackup } from './backup.js';
 import { ConflictLog } from './conflict-log.js';
 import { SyncError } from './errors.js';
 import { Emitter } from './events.js';
@@ -156,6 +157,11 @@ export class SyncManager {
     this._leader = !this._tabs; // without coordination this instance syncs for itself
 
     this._load();
+    // The sign-in is kept in IndexedDB too: storage cleared while this library was not loaded does not sign out.
+    this._backup = options.signInBackup ?? new SignInBackup(options.indexedDB ?? g.indexedDB ?? null, this._resolve(''));
+    /** Settles once a sign-in lost from storage has been looked for in the backup (at once when signed in). */
+    this.ready = this._token ? Promise.resolve() : this._restoreSignIn();
+    if (this._token && this._state.userId) this._keepSignIn();
     this._onWindowEvent = (e) => this._windowEvent(e);
     this._windowEvents = ['online', 'offline', 'storage', 'pagehide', 'pageshow'];
     for (const type of this._windowEvents) this._window?.addEventListener?.(type, this._onWindowEvent);
@@ -276,6 +282,7 @@ export class SyncManager {
     this._state = this._freshState({ userId: res.userId, deviceId: res.deviceId, email });
     this._saveState(); // before the token: another tab reacts to the token
     this._meta.set('token', res.token);
+    this._keepSignIn();
     if (this._leader) {
       this._queue.strip();
       this._inflight.clear();
@@ -356,6 +363,33 @@ export class SyncManager {
     if (this._token === token) this._signOutLocally('logout');
   }
 
+  _keepSignIn() {
+    const { userId, deviceId, email } = this._state;
+    this._backup.save({ token: this._token, userId, deviceId, email: email ?? null }).catch(() => {});
+  }
+
+  /**
+   * No token in storage: the app may have cleared it while this library was
+   * not loaded. A sign-in kept in the backup comes back, as a first sync
+   * (local data and the account's are merged, never overwritten): what this
+   * device had synced is gone with the rest of the sync state.
+   */
+  async _restoreSignIn() {
+    this._restoring = true;
+    try {
+      const rec = await this._backup.load().catch(() => null);
+      if (!rec?.token || this._token || this._meta.get('token') || this._revokedFlag) return;
+      this._token = rec.token;
+      this._state = this._freshState({ userId: rec.userId, deviceId: rec.deviceId, email: rec.email });
+      this._saveState();
+      this._meta.set('token', rec.token);
+      this._emit('restored', { email: rec.email ?? null });
+      this._updateStatus();
+    } finally {
+      this._restoring = false;
+    }
+  }
+
   // ------------------------------------------- history, export, devices
 
   /**
@@ -415,6 +449,7 @@ export class SyncManager {
    * does not hold the connection it resolves at once; that tab follows.
    */
   start() {
+    if (this._restoring) return this.ready.then(() => this.start());
     this._wantRunning = true;
     if (!this._leader) {
       this._tabs.request();
@@ -980,6 +1015,7 @@ export class SyncManager {
       this._meta.set('token', null);
       this._saveState();
     }
+    this._backup.clear().catch(() => {});
     this._updateStatus();
     this._emit('signedout', { reason, email });
   }

@@ -591,6 +591,38 @@ test("storage full: a value that does not fit in this browser's storage is not t
   assert.equal(await getItem(b.page, 'estimates'), big);
 });
 
+test('localStorage.clear() in the page keeps the device signed in; the account data comes back', { timeout: 60_000 }, async () => {
+  const { a, b } = await twoDevices();
+  const value = JSON.stringify([{ id: 'cue-clear', project: 'Kept', cue: '2M1', minutes: 5, updatedAt: Date.now() }]);
+  await setItem(a.page, 'cue-tracker-sessions', value);
+  await waitValue(b.page, 'cue-tracker-sessions', (v) => v !== null && v.includes('cue-clear'), 'value on b');
+  const token = await getItem(b.page, 'sync-token');
+  await b.page.evaluate(() => localStorage.clear());
+  assert.equal(await getItem(b.page, 'sync-token'), token, 'the token is written back at once');
+  await waitValue(b.page, 'cue-tracker-sessions', (v) => v !== null && v.includes('cue-clear'), 'the data comes back from the account');
+  await waitSynced(b.page);
+  assert.equal(await getItem(b.page, 'cue-tracker-sessions'), value);
+  assert.equal(await b.page.evaluate(() => window.sync.signedIn), true);
+  // Nothing was deleted for the other device, and a reload is still signed in.
+  assert.equal(await getItem(a.page, 'cue-tracker-sessions'), value);
+  await b.page.reload();
+  await b.page.waitForFunction(() => window.sync !== undefined && window.sync.signedIn);
+
+  // Cleared while the library is not loaded (an app resetting itself at start-up): the IndexedDB copy signs it back in.
+  await b.page.evaluate(() => {
+    window.sync.destroy();
+    localStorage.clear();
+  });
+  assert.equal(await getItem(b.page, 'sync-token'), null);
+  await b.page.reload();
+  await b.page.waitForFunction(() => window.sync !== undefined);
+  await b.page.evaluate(() => window.sync.ready);
+  assert.equal(await b.page.evaluate(() => window.sync.signedIn), true, 'signed in again');
+  await waitValue(b.page, 'cue-tracker-sessions', (v) => v !== null && v.includes('cue-clear'), 'the data comes back again');
+  await waitSynced(b.page);
+  assert.equal(await b.page.locator('#auth-dialog').isVisible(), false, 'no sign-in asked for');
+});
+
 test('two tabs: the tab without the connection reports its own edit as pending until it is acknowledged', { timeout: 60_000 }, async () => {
   const { a, b } = await twoDevices();
   const tab2 = await newPage(b.context, '#payments');

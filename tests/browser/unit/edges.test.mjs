@@ -271,6 +271,32 @@ test('localStorage.clear() by the app keeps the device signed in, and the data c
   assert.equal(dev(server, { storage: a.storage }).sm.signedIn, true);
 });
 
+test('storage cleared while no SyncManager was loaded: the sign-in comes back from its IndexedDB copy; signing out removes it', async () => {
+  const server = new FakeServer();
+  server.seedUser('backup@example.com');
+  let kept = null;
+  const signInBackup = { load: async () => kept, save: async (r) => (kept = r), clear: async () => (kept = null) };
+  const storage = new MemoryStorage();
+  const a = dev(server, { storage, signInBackup });
+  await a.sm.login('backup@example.com', 'password1');
+  await a.sm.start();
+  a.storage.setItem('estimates', j([{ id: 'in-the-account' }]));
+  await a.sm.whenSynced(2000);
+  a.sm.destroy();
+  cleanups.length = 0;
+  storage.clear(); // the app, at start-up, before the library loads
+
+  const b = dev(server, { storage, signInBackup });
+  await b.sm.ready;
+  assert.equal(b.sm.signedIn, true, 'signed in again from the copy');
+  assert.equal(b.sm.email, 'backup@example.com');
+  await b.sm.start();
+  await b.sm.whenSynced(2000);
+  assert.equal(storage.getItem('estimates'), j([{ id: 'in-the-account' }]), 'the data comes back');
+  await b.sm.logout();
+  assert.equal(kept, null, 'an explicit sign-out removes the copy');
+});
+
 test('signing in to a different account on this device needs an explicit choice', async () => {
   const server = new FakeServer();
   server.seedUser('first-account@example.com');
