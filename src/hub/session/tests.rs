@@ -22,6 +22,8 @@ struct FakeD1 {
     history: Vec<HistoryRow>,
     requests: HashMap<String, String>,
     commits: usize,
+    /// Commits refused because their plan was made from older counters.
+    stale: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,7 @@ impl FakeD1 {
             return Err(SyncError::Internal("D1 unreachable".into()));
         }
         if (self.cursor, self.hist_seq) != (plan.prev_cursor, plan.prev_hist_seq) {
+            self.stale += 1;
             return Err(SyncError::Internal("NOT NULL constraint failed".into()));
         }
         if plan
@@ -208,6 +211,10 @@ impl Sim {
         let now = self.now;
         let next = match step {
             Step::Done => return,
+            Step::Wait(ms) => {
+                self.now += ms as i64;
+                self.session.next(d, self.now)
+            }
             Step::Load => {
                 let s = self.d1.load();
                 self.session.loaded(d, Ok(s), now)
@@ -388,6 +395,8 @@ proptest! {
         sim.run(&actions);
         sim.check_invariants()?;
         prop_assert_eq!(sim.takeovers, 0);
+        // Without a takeover the session never even tries a stale plan.
+        prop_assert_eq!(sim.d1.stale, 0);
         let fresh: Vec<Op_> = sim
             .replies
             .iter()
@@ -432,6 +441,32 @@ fn writes_arriving_during_a_commit_share_the_next_one() {
     sim.settle();
     assert_eq!(sim.d1.commits, 2);
     assert_eq!(sim.replies.len(), 5);
+}
+
+#[test]
+fn under_load_the_driver_waits_briefly_for_more_writes_and_a_lone_write_never_waits() {
+    let mut sim = Sim::new(Limits::default());
+    sim.submit(put(0, "a", Some("r0")));
+    sim.settle();
+    assert_eq!(sim.d1.commits, 1, "a lone write is committed at once");
+    // A group of two, then only one is waiting: wait once for more.
+    for n in 1..4 {
+        sim.submit(put(n, "b", Some(&format!("r{n}"))));
+    }
+    sim.advance(0, Fault::None);
+    sim.submit(put(4, "c", Some("r4")));
+    sim.advance(0, Fault::None); // r1 alone, then r2 and r3 together
+    assert!(matches!(sim.tasks[0].1, Step::Wait(1)), "waits for more");
+    for n in 5..7 {
+        sim.submit(put(n, "c", Some(&format!("r{n}"))));
+    }
+    sim.advance(0, Fault::None);
+    match &sim.tasks[0].1 {
+        Step::Commit { group, .. } => assert_eq!(group.len(), 3, "r4..r6 together"),
+        _ => panic!("expected a commit"),
+    }
+    sim.settle();
+    assert_eq!(sim.replies.len(), 7);
 }
 
 #[test]
