@@ -8,6 +8,7 @@ pub mod merge;
 pub mod model;
 pub mod protocol;
 pub mod ratelimit;
+pub mod records;
 pub mod route;
 pub mod sqlgen;
 
