@@ -49,6 +49,16 @@ pub struct Op {
     pub writes: Vec<Write>,
 }
 
+impl Op {
+    /// Bytes of the values it writes.
+    pub fn bytes(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|w| w.value.as_ref().map_or(0, String::len))
+            .sum()
+    }
+}
+
 /// A value to keep: the new current value of a key, or a conflict's loser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {

@@ -28,8 +28,11 @@ pub const REQUEST_ID_TTL_MS: i64 = 7 * 86_400_000;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Writes planned and committed together.
+    /// Writes planned and committed together, at most, and their bytes: a
+    /// group's commit then needs few enough D1 statements (the first op is
+    /// always taken, however big: an import is one atomic commit).
     pub max_group_writes: usize,
+    pub max_group_bytes: usize,
     /// A driver that made no progress this long is replaced.
     pub stall_ms: i64,
     /// Tries of one write whose commits failed for reasons D1 cannot name.
@@ -51,6 +54,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_group_writes: 128,
+            max_group_bytes: 12 * 1024 * 1024,
             // D1 caps a query at 30 s.
             stall_ms: 60_000,
             max_attempts: 3,
@@ -282,13 +286,14 @@ impl<R, S: Clone> Session<R, S> {
             return Next::step(Step::Wait(self.limits.linger_ms));
         }
         self.lingered = false;
-        let mut writes = 0;
+        let (mut writes, mut bytes) = (0, 0);
         let take = self
             .queue
             .iter()
             .take_while(|p| {
                 writes += p.op.writes.len();
-                writes <= self.limits.max_group_writes
+                bytes += p.op.bytes();
+                writes <= self.limits.max_group_writes && bytes <= self.limits.max_group_bytes
             })
             .count()
             .max(1);

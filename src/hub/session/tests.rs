@@ -470,6 +470,49 @@ fn under_load_the_driver_waits_briefly_for_more_writes_and_a_lone_write_never_wa
 }
 
 #[test]
+fn groups_are_bounded_by_writes_and_bytes_but_one_big_op_stays_whole() {
+    let mut sim = Sim::new(Limits {
+        max_group_writes: 3,
+        max_group_bytes: 10,
+        ..Limits::default()
+    });
+    let big = |n: usize, len: usize| Op {
+        writes: vec![Write {
+            value: Some(n.to_string().repeat(len)),
+            ..put(n, "k", None).writes[0].clone()
+        }],
+        ..put(n, "k", None)
+    };
+    sim.submit(big(0, 1));
+    sim.advance(0, Fault::None); // load: commit of op 0 alone
+    for (n, len) in [(1, 4), (2, 4), (3, 4), (4, 50)] {
+        sim.submit(big(n, len));
+    }
+    let import = Op {
+        shape: Shape::Batch,
+        writes: (0..5)
+            .map(|i| put(i, &format!("b{i}"), None).writes[0].clone())
+            .collect(),
+        ..put(5, "b", None)
+    };
+    sim.submit(import);
+    let mut sizes = Vec::new();
+    for _ in 0..20 {
+        match sim.tasks.first() {
+            Some((_, Step::Commit { group, .. })) => sizes.push(group.len()),
+            Some((_, Step::Done)) | None => break,
+            _ => {}
+        }
+        sim.advance(0, Fault::None);
+    }
+    // 1 | 4+4 (a third would pass 10 bytes) | 4 | 50 alone | the import of
+    // 5 writes alone (over the cap, but one op is never split).
+    assert_eq!(sizes, [1, 2, 1, 1, 1]);
+    sim.settle();
+    assert_eq!(sim.replies.len(), 6);
+}
+
+#[test]
 fn a_retried_request_id_is_answered_from_d1_without_a_write() {
     let mut sim = Sim::new(Limits::default());
     sim.submit(put(0, "a", Some("r0")));
