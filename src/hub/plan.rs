@@ -296,7 +296,8 @@ pub fn plan(state: &UserState, ops: &[Op], now_ms: i64, values: &Values) -> Plan
 }
 
 /// Chooses the keys whose retention runs with `plan`: each key once per
-/// `every` of its new versions (and on its first write after a wake), not
+/// `every` of its new versions (and on its first write after a wake,
+/// unless the key is new), not
 /// on every write, since each run reads the key's newest versions; a run
 /// frees more rows than the writes in between add.
 pub fn choose_prune_keys(state: &UserState, plan: &mut Plan, every: u64) {
@@ -307,7 +308,12 @@ pub fn choose_prune_keys(state: &UserState, plan: &mut Plan, every: u64) {
         if old == Some(meta.version) {
             continue;
         }
-        let count = unpruned.get(key).map_or(every, |n| n + 1);
+        // A key new in this plan has no old history to look at.
+        let count = match (old, unpruned.get(key)) {
+            (None, _) => 1,
+            (Some(_), Some(n)) => n + 1,
+            (Some(_), None) => every,
+        };
         if count >= every {
             keys.push(key.clone());
             unpruned.insert(key.clone(), 0);
@@ -679,8 +685,14 @@ mod tests {
             }
             adopt(&mut s, p);
         }
-        // Each key's first write (nothing known yet), then every 8th.
+        // Every 8th write of each key (a new key has nothing to prune).
         assert_eq!((runs["a"], runs["b"]), (4, 4));
+        // After a wake nothing is known: the next write of a key prunes.
+        s.unpruned.clear();
+        let base = s.keys.get("a").map(|m| m.version);
+        let mut p = plan_(&s, vec![single(put("a", "y", base, None), None)], 5);
+        choose_prune_keys(&s, &mut p, 8);
+        assert_eq!(p.prune_keys, ["a"]);
         // Every write with `every` 1.
         let base = s.keys.get("a").map(|m| m.version);
         let mut p = plan_(&s, vec![single(put("a", "x", base, None), None)], 5);
