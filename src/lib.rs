@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod quota;
 pub mod ratelimit;
 pub mod registration;
+pub mod records;
 pub mod route;
 pub mod sqlgen;
 

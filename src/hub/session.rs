@@ -34,8 +34,11 @@ pub const REQUEST_ID_TTL_MS: i64 = 7 * 86_400_000;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Writes planned and committed together.
+    /// Writes planned and committed together, at most, and their bytes: a
+    /// group's commit then needs few enough D1 statements (the first op is
+    /// always taken, however big: an import is one atomic commit).
     pub max_group_writes: usize,
+    pub max_group_bytes: usize,
     /// A driver that made no progress this long is replaced.
     pub stall_ms: i64,
     /// Tries of one write whose commits failed for reasons D1 cannot name.
@@ -47,12 +50,18 @@ pub struct Limits {
     /// A key's old history is pruned about once per this many of its versions.
     pub history_prune_every: u64,
     pub quota: quota::Limits,
+    /// Under load (the last group held several writes), wait this long for
+    /// the writers just acked to send their next writes before taking fewer
+    /// than that group held: groups stay large, and a D1 commit costs about
+    /// the same for 1 write as for 10. A lone write never waits.
+    pub linger_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_group_writes: 128,
+            max_group_bytes: 12 * 1024 * 1024,
             // D1 caps a query at 30 s.
             stall_ms: 60_000,
             max_attempts: 3,
@@ -61,6 +70,7 @@ impl Default for Limits {
             prune_every: 256,
             history_prune_every: 8,
             quota: quota::Limits::default(),
+            linger_ms: 1,
         }
     }
 }
@@ -116,6 +126,8 @@ pub enum Step<R, S> {
     Commit { group: Group<R, S>, plan: Plan },
     /// The commit failed: read what D1 holds (`CommitCheck`), then `checked`.
     Check { group: Group<R, S>, plan: Plan },
+    /// Wait this many ms (more writes are likely on their way), then `next`.
+    Wait(u64),
     /// Nothing more for this driver.
     Done,
 }
@@ -174,6 +186,10 @@ pub struct Session<R, S> {
     /// The state's stored bytes were counted by D1 and no retention ran
     /// since: a refusal for space may be made from them.
     bytes_counted: bool,
+    /// Writes in the last group taken, and whether the driver already
+    /// waited for more since.
+    last_group: usize,
+    lingered: bool,
 }
 
 impl<R, S: Clone> Session<R, S> {
@@ -188,6 +204,8 @@ impl<R, S: Clone> Session<R, S> {
             drivers: 0,
             bucket: None,
             bytes_counted: false,
+            last_group: 0,
+            lingered: false,
         }
     }
 
@@ -271,17 +289,29 @@ impl<R, S: Clone> Session<R, S> {
         let Some(state) = &self.state else {
             return Next::step(Step::Load);
         };
-        let mut writes = 0;
+        let waiting: usize = self.queue.iter().map(|p| p.op.writes.len()).sum();
+        if self.limits.linger_ms > 0
+            && !self.lingered
+            && self.last_group > 1
+            && waiting < self.last_group.min(self.limits.max_group_writes)
+        {
+            self.lingered = true;
+            return Next::step(Step::Wait(self.limits.linger_ms));
+        }
+        self.lingered = false;
+        let (mut writes, mut bytes) = (0, 0);
         let take = self
             .queue
             .iter()
             .take_while(|p| {
                 writes += p.op.writes.len();
-                writes <= self.limits.max_group_writes
+                bytes += p.op.bytes();
+                writes <= self.limits.max_group_writes && bytes <= self.limits.max_group_bytes
             })
             .count()
             .max(1);
         let group = Group(self.queue.drain(..take).collect());
+        self.last_group = group.0.iter().map(|p| p.op.writes.len()).sum();
         let wanted = merge_inputs(state, &group.ops());
         if wanted.is_empty() {
             self.plan_group(d, group, &Values::new(), now)
@@ -398,7 +428,7 @@ impl<R, S: Clone> Session<R, S> {
         let mut plan = plan::plan(state, &group.ops(), now, values);
         plan.usage = usage;
         plan.commit_id = format!("{}-{}", self.nonce, self.commits);
-        plan.prune_keys = plan::prune_keys(state, &plan, self.limits.history_prune_every);
+        plan::choose_prune_keys(state, &mut plan, self.limits.history_prune_every);
         let every = self.limits.prune_every.max(1);
         if plan.cursor / every != plan.prev_cursor / every {
             plan.prune_requests_before = Some(now - REQUEST_ID_TTL_MS);

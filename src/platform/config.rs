@@ -18,6 +18,8 @@ pub struct Config {
     pub retention: Retention,
     /// Log D1's own row counts per statement (`D1_COST_LOG=1`, benchmarks).
     pub d1_cost_log: bool,
+    /// How long a busy hub waits for more writes before a commit.
+    pub group_linger_ms: u64,
 }
 
 /// How much history to keep per key: a version is dropped only once it is
@@ -77,6 +79,7 @@ impl Config {
             write_burst: var(env, "WRITE_BURST", 300),
             writes_per_minute: var(env, "WRITES_PER_MINUTE", 600),
             d1_cost_log: var(env, "D1_COST_LOG", 0u8) == 1,
+            group_linger_ms: var(env, "GROUP_LINGER_MS", 1u64).min(50),
             retention: Retention {
                 // The current version is always kept.
                 versions: var(env, "HISTORY_VERSIONS", 50u32).max(1),

@@ -74,6 +74,7 @@ impl DurableObject for UserHub {
             writes_per_minute: config.writes_per_minute,
             history_prune_every: config.retention.every,
             quota: config.quota,
+            linger_ms: config.group_linger_ms,
             ..Limits::default()
         };
         let nonce = crypto::new_id();
@@ -524,6 +525,10 @@ impl UserHub {
             self.apply(std::mem::take(&mut next.effects));
             next = match next.step {
                 Step::Done => return,
+                Step::Wait(ms) => {
+                    worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+                    self.inner.borrow_mut().session.next(d, now_ms())
+                }
                 Step::Load => {
                     let state = logged(d1::load_state(db, user_id).await);
                     self.inner.borrow_mut().session.loaded(d, state, now_ms())

@@ -256,32 +256,25 @@ impl Server {
         }
         self.apply_schema()?;
         let seed = seed.display().to_string();
-        let mut cmd = self.wrangler_cmd(
+        self.run_d1(
             &["d1", "execute", "DB", "--local", "--file", &seed, "--yes"],
-            &self.persist_dir(),
-        );
-        let out = cmd
-            .stdin(Stdio::null())
-            .env("CI", "true")
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", wrangler().display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "[{}] seeding the version-1 database failed: {}",
-                self.label,
-                describe_output(&out)
-            ));
-        }
+            "seeding the version-1 database",
+        )?;
         fs::remove_dir_all(project.join("migrations")).map_err(io)?;
         fs::rename(&all, project.join("migrations")).map_err(io)?;
         Ok(())
     }
 
     fn apply_schema(&self) -> Result<(), String> {
-        let mut cmd = self.wrangler_cmd(
+        self.run_d1(
             &["d1", "migrations", "apply", "DB", "--local"],
-            &self.persist_dir(),
-        );
+            "applying migrations/ with `wrangler d1 migrations apply`",
+        )
+    }
+
+    /// Runs a `wrangler d1 ...` command on this server's local database.
+    fn run_d1(&self, args: &[&str], what: &str) -> Result<(), String> {
+        let mut cmd = self.wrangler_cmd(args, &self.persist_dir());
         // Without a terminal and with CI set, wrangler asks no confirmation.
         cmd.stdin(Stdio::null()).env("CI", "true");
         let out = cmd
@@ -289,7 +282,7 @@ impl Server {
             .map_err(|e| format!("cannot run {}: {e}", wrangler().display()))?;
         if !out.status.success() {
             return Err(format!(
-                "[{}] applying migrations/ with `wrangler d1 migrations apply` failed: {}",
+                "[{}] {what} failed: {}",
                 self.label,
                 describe_output(&out)
             ));

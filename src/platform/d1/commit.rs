@@ -14,8 +14,8 @@ use crate::hub::session::CommitCheck;
 use crate::hub::{KeyMeta, Plan, UserState};
 use crate::model::{split_chunks, CHUNK_BYTES};
 use crate::quota::Usage;
-use crate::sqlgen::{pack_rows, values_placeholders};
-use serde::Deserialize;
+use crate::sqlgen::{json_select, pack_json, pack_rows, values_placeholders, MAX_JSON_BYTES};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::D1Database;
 
@@ -124,25 +124,99 @@ pub async fn load_state(db: &D1Database, user_id: &str) -> Result<UserState, Syn
                 )
             })
             .collect(),
+        unpruned: Default::default(),
     })
 }
 
-/// Builds `INSERT ... VALUES (...), (...)` statements for `rows`, packed to
-/// D1's limits. Each row is its parameters plus its size in bytes.
-fn multi_insert(
+/// One value of a row to insert.
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl Serialize for Cell<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cell::Text(t) => s.serialize_str(t),
+            Cell::Int(n) => s.serialize_i64(*n),
+            Cell::Null => s.serialize_none(),
+        }
+    }
+}
+
+impl Cell<'_> {
+    fn js(&self) -> JsValue {
+        match self {
+            Cell::Text(t) => text(t),
+            Cell::Int(n) => int(*n),
+            Cell::Null => JsValue::NULL,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Cell::Text(t) => t.len(),
+            _ => 8,
+        }
+    }
+}
+
+/// Inserts `rows` (the user's, `user_id` first) into `table` in few
+/// statements, however many rows: as JSON arrays read by `json_each`, up
+/// to `MAX_JSON_BYTES` of JSON per statement. So one group's commit (an
+/// import of 1,000 keys included) stays within D1's statements per
+/// invocation. A row with a NUL character (which SQLite's JSON functions
+/// would cut short) or too big for one JSON parameter is bound as
+/// parameters instead.
+fn insert_rows(
     db: &D1Database,
     table: &'static str,
-    head: &str,
-    cols: usize,
-    rows: Vec<(Vec<JsValue>, usize)>,
+    columns: &str,
+    user_id: &str,
+    rows: Vec<Vec<Cell<'_>>>,
     out: &mut Vec<Labelled>,
 ) -> Result<(), SyncError> {
-    let sizes: Vec<usize> = rows.iter().map(|r| r.1).collect();
-    let mut rows = rows.into_iter();
+    let cols = columns.split(',').count();
+    let mut json = Vec::with_capacity(rows.len());
+    let mut bound = Vec::new();
+    for row in &rows {
+        let nul = row
+            .iter()
+            .any(|c| matches!(c, Cell::Text(t) if t.contains('\0')));
+        let text = serde_json::to_string(row).map_err(|e| SyncError::Internal(e.to_string()))?;
+        if nul || text.len() >= MAX_JSON_BYTES {
+            bound.push(row);
+        } else {
+            json.push(text);
+        }
+    }
+    let sizes: Vec<usize> = json.iter().map(String::len).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) SELECT {} FROM json_each(?2)",
+        json_select(cols)
+    );
+    for pack in pack_json(&sizes, MAX_JSON_BYTES) {
+        let array = format!("[{}]", json[pack].join(","));
+        out.push((table, stmt(db, &sql, &[text(user_id), text(&array)])?));
+    }
+    let sizes: Vec<usize> = bound
+        .iter()
+        .map(|r| r.iter().map(Cell::len).sum())
+        .collect();
+    let mut bound = bound.into_iter();
     for range in pack_rows(&sizes, cols) {
         let n = range.len();
-        let params: Vec<JsValue> = rows.by_ref().take(n).flat_map(|r| r.0).collect();
-        let sql = format!("{head} VALUES {}", values_placeholders(n, cols));
+        let mut params = Vec::with_capacity(n * cols);
+        for row in bound.by_ref().take(n) {
+            params.push(text(user_id));
+            params.extend(row.iter().map(Cell::js));
+        }
+        let sql = format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            values_placeholders(n, cols)
+        );
         out.push((table, stmt(db, &sql, &params)?));
     }
     Ok(())
@@ -190,62 +264,53 @@ pub async fn commit(
         let parts = value
             .map(|v| split_chunks(v, CHUNK_BYTES))
             .unwrap_or_default();
-        let first = parts.first().copied();
         for (idx, part) in parts.iter().enumerate().skip(1) {
-            chunks.push((
-                vec![uid.clone(), uint(h.hist_id), num(idx as u32), text(part)],
-                part.len(),
-            ));
+            chunks.push(vec![
+                Cell::Int(h.hist_id as i64),
+                Cell::Int(idx as i64),
+                Cell::Text(part),
+            ]);
         }
-        history.push((
-            vec![
-                uid.clone(),
-                text(&h.key),
-                uint(h.hist_id),
-                h.version.map_or(JsValue::NULL, uint),
-                num(u8::from(value.is_none())),
-                int(h.updated_at),
-                text(&h.device_id),
-                uint(value.map_or(0, str::len) as u64),
-                uint(parts.len().max(1) as u64),
-                text(&h.hash),
-                first.map_or(JsValue::NULL, text),
-                int(now),
-            ],
-            first.map_or(0, str::len),
-        ));
+        history.push(vec![
+            Cell::Text(&h.key),
+            Cell::Int(h.hist_id as i64),
+            h.version.map_or(Cell::Null, |v| Cell::Int(v as i64)),
+            Cell::Int(i64::from(value.is_none())),
+            Cell::Int(h.updated_at),
+            Cell::Text(&h.device_id),
+            Cell::Int(value.map_or(0, str::len) as i64),
+            Cell::Int(parts.len().max(1) as i64),
+            Cell::Text(&h.hash),
+            parts.first().map_or(Cell::Null, |p| Cell::Text(p)),
+            Cell::Int(now),
+        ]);
     }
-    multi_insert(
+    insert_rows(
         db,
         "sync_history",
-        "INSERT INTO sync_history (user_id, key, id, version, deleted, updated_at, device_id, size, chunks, hash, data, created_at)",
-        12,
+        "user_id, key, id, version, deleted, updated_at, device_id, size, chunks, hash, data, created_at",
+        user_id,
         history,
         &mut statements,
     )?;
-    multi_insert(
+    insert_rows(
         db,
         "sync_chunks",
-        "INSERT INTO sync_chunks (user_id, hist_id, idx, data)",
-        4,
+        "user_id, hist_id, idx, data",
+        user_id,
         chunks,
         &mut statements,
     )?;
     let requests = plan
         .requests
         .iter()
-        .map(|(rid, answer)| {
-            (
-                vec![uid.clone(), text(rid), text(answer), int(now)],
-                answer.len(),
-            )
-        })
+        .map(|(rid, answer)| vec![Cell::Text(rid), Cell::Text(answer), Cell::Int(now)])
         .collect();
-    multi_insert(
+    insert_rows(
         db,
         "sync_requests",
-        "INSERT INTO sync_requests (user_id, request_id, response, created_at)",
-        4,
+        "user_id, request_id, response, created_at",
+        user_id,
         requests,
         &mut statements,
     )?;

@@ -1,0 +1,288 @@
+//! Records: a value that is a compact JSON array of objects, each with a
+//! unique string or number `id`, seen as its elements' verbatim texts.
+//! `[` + the texts joined by `,` + `]` is exactly the value, so a key kept as
+//! records gives back byte for byte what was written (what `JSON.stringify`
+//! produced). Anything else (whitespace between elements, an element that
+//! is not an object, a missing or repeated id) is not records and stays a
+//! whole value. Pure; the storage and wire formats of records build on it.
+//!
+//! Ids follow the merge rule (`merge.rs`): strings as they are, numbers as
+//! written, so `1` and `"1"` name the same record, as in the JS client.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet};
+
+/// One element: its id and its exact JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub id: String,
+    pub text: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdRepr {
+    Str(String),
+    Num(serde_json::Number),
+}
+
+/// The one field every record has; the others are not looked at.
+#[derive(Deserialize)]
+struct WithId {
+    id: IdRepr,
+}
+
+/// The records of `value`, in order, or `None` when it is not records.
+pub fn split(value: &str) -> Option<Vec<Record<'_>>> {
+    let elements: Vec<&RawValue> = serde_json::from_str(value).ok()?;
+    // Compact only: the texts must fill the value exactly.
+    let joined = 2
+        + elements.len().saturating_sub(1)
+        + elements.iter().map(|e| e.get().len()).sum::<usize>();
+    if joined != value.len() || !value.starts_with('[') {
+        return None;
+    }
+    let mut seen = HashSet::with_capacity(elements.len());
+    let mut records = Vec::with_capacity(elements.len());
+    let mut at = 1;
+    for raw in elements {
+        let text = raw.get();
+        // serde also reads a struct from an array of its fields.
+        if !text.starts_with('{') || value.get(at..at + text.len()) != Some(text) {
+            return None;
+        }
+        at += text.len() + 1;
+        let id = match serde_json::from_str::<WithId>(text).ok()?.id {
+            IdRepr::Str(s) => s,
+            IdRepr::Num(n) => n.to_string(),
+        };
+        if !seen.insert(id.clone()) {
+            return None;
+        }
+        records.push(Record { id, text });
+    }
+    Some(records)
+}
+
+/// The value the records make: `[` + texts joined by `,` + `]`.
+pub fn join<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, t) in texts.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    out.push(']');
+    out
+}
+
+/// What turns one list of records into another: the records added or
+/// changed (verbatim), the ids removed, and the new order when it is not
+/// what applying the rest to the old order gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Patch {
+    pub upserts: Vec<(String, String)>,
+    pub removed: Vec<String>,
+    pub order: Option<Vec<String>>,
+}
+
+impl Patch {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removed.is_empty() && self.order.is_none()
+    }
+}
+
+/// The patch from `old` to `new`.
+pub fn diff(old: &[Record<'_>], new: &[Record<'_>]) -> Patch {
+    let before: HashMap<&str, &str> = old.iter().map(|r| (r.id.as_str(), r.text)).collect();
+    let after: HashSet<&str> = new.iter().map(|r| r.id.as_str()).collect();
+    let upserts = new
+        .iter()
+        .filter(|r| before.get(r.id.as_str()) != Some(&r.text))
+        .map(|r| (r.id.clone(), r.text.to_owned()))
+        .collect();
+    let removed: Vec<String> = old
+        .iter()
+        .filter(|r| !after.contains(r.id.as_str()))
+        .map(|r| r.id.clone())
+        .collect();
+    let mut patch = Patch {
+        upserts,
+        removed,
+        order: None,
+    };
+    let implied = implied_order(old.iter().map(|r| r.id.as_str()), &patch);
+    let wanted: Vec<&str> = new.iter().map(|r| r.id.as_str()).collect();
+    if implied != wanted {
+        patch.order = Some(wanted.iter().map(|s| (*s).to_owned()).collect());
+    }
+    patch
+}
+
+/// The order `patch` gives without an explicit `order`: the old order less
+/// what was removed, new ids appended in the order they are upserted.
+fn implied_order<'a>(old: impl Iterator<Item = &'a str>, patch: &'a Patch) -> Vec<&'a str> {
+    let removed: HashSet<&str> = patch.removed.iter().map(String::as_str).collect();
+    let mut order: Vec<&str> = old.filter(|id| !removed.contains(id)).collect();
+    let known: HashSet<&str> = order.iter().copied().collect();
+    for (id, _) in &patch.upserts {
+        if !known.contains(id.as_str()) {
+            order.push(id);
+        }
+    }
+    order
+}
+
+/// `old` with `patch` applied, as the value's text; `None` when the patch
+/// does not fit (an order naming ids that would not exist, or leaving some
+/// out).
+pub fn apply(old: &[Record<'_>], patch: &Patch) -> Option<String> {
+    let mut texts: HashMap<&str, &str> = old.iter().map(|r| (r.id.as_str(), r.text)).collect();
+    for id in &patch.removed {
+        texts.remove(id.as_str());
+    }
+    for (id, text) in &patch.upserts {
+        texts.insert(id, text);
+    }
+    let order: Vec<&str> = match &patch.order {
+        Some(o) => o.iter().map(String::as_str).collect(),
+        None => implied_order(old.iter().map(|r| r.id.as_str()), patch),
+    };
+    let distinct: HashSet<&str> = order.iter().copied().collect();
+    if order.len() != texts.len() || distinct.len() != order.len() {
+        return None;
+    }
+    let ordered: Option<Vec<&str>> = order.iter().map(|id| texts.get(id).copied()).collect();
+    Some(join(ordered?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ids(v: &str) -> Vec<String> {
+        split(v).unwrap().into_iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn compact_arrays_of_objects_with_ids_are_records() {
+        let v = r#"[{"id":1,"t":"a"},{"id":"x","n":{"id":9}},{"t":"b","id":2.5}]"#;
+        let r = split(v).unwrap();
+        assert_eq!(ids(v), ["1", "x", "2.5"]);
+        assert_eq!(r[1].text, r#"{"id":"x","n":{"id":9}}"#);
+        assert_eq!(join(r.iter().map(|r| r.text)), v);
+        assert_eq!(split("[]").unwrap(), []);
+    }
+
+    #[test]
+    fn anything_else_stays_whole() {
+        for v in [
+            r#"[{"id":1}, {"id":2}]"#,
+            r#" [{"id":1}]"#,
+            r#"[{"id":1}]  "#,
+            r#"[{"id":1},{"id":1}]"#,
+            r#"[{"id":1},{"id":"1"}]"#,
+            r#"[{"id":1},{"t":2}]"#,
+            r#"[{"id":1},["x"]]"#,
+            r#"[{"id":true}]"#,
+            r#"[{"id":1,"id":2}]"#,
+            r#"[{"id":null}]"#,
+            r#"[1,2]"#,
+            r#"{"id":1}"#,
+            "not json",
+            "",
+        ] {
+            assert!(split(v).is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_patch_carries_only_what_changed() {
+        let old = r#"[{"id":1,"t":"a"},{"id":2,"t":"b"},{"id":3,"t":"c"}]"#;
+        let new = r#"[{"id":1,"t":"a"},{"id":3,"t":"C"},{"id":4,"t":"d"}]"#;
+        let (o, n) = (split(old).unwrap(), split(new).unwrap());
+        let p = diff(&o, &n);
+        assert_eq!(
+            p.upserts,
+            [
+                ("3".to_string(), r#"{"id":3,"t":"C"}"#.to_string()),
+                ("4".to_string(), r#"{"id":4,"t":"d"}"#.to_string())
+            ]
+        );
+        assert_eq!(p.removed, ["2"]);
+        assert_eq!(p.order, None, "the order follows from the rest");
+        assert_eq!(apply(&o, &p).as_deref(), Some(new));
+        let moved = r#"[{"id":3,"t":"c"},{"id":1,"t":"a"},{"id":2,"t":"b"}]"#;
+        let p = diff(&o, &split(moved).unwrap());
+        assert!(p.upserts.is_empty() && p.removed.is_empty());
+        assert_eq!(p.order, Some(vec!["3".into(), "1".into(), "2".into()]));
+        assert!(diff(&o, &o).is_empty());
+    }
+
+    #[test]
+    fn a_patch_that_does_not_fit_is_refused() {
+        let o = split(r#"[{"id":1},{"id":2}]"#).unwrap();
+        let bad = Patch {
+            order: Some(vec!["1".into()]),
+            ..Patch::default()
+        };
+        assert_eq!(apply(&o, &bad), None);
+        let unknown = Patch {
+            order: Some(vec!["1".into(), "9".into()]),
+            ..Patch::default()
+        };
+        assert_eq!(apply(&o, &unknown), None);
+    }
+
+    /// What `JSON.stringify` makes of an array of small objects with ids.
+    fn arb_records() -> impl Strategy<Value = String> {
+        proptest::collection::btree_map(0u8..20, ("[a-z\"\\\\ é]{0,6}", any::<bool>()), 0..8)
+            .prop_flat_map(|m| {
+                let elems: Vec<String> = m
+                    .into_iter()
+                    .map(|(id, (t, s))| {
+                        let id = if s {
+                            serde_json::to_string(&id.to_string()).unwrap()
+                        } else {
+                            id.to_string()
+                        };
+                        format!(
+                            r#"{{"id":{id},"t":{}}}"#,
+                            serde_json::to_string(&t).unwrap()
+                        )
+                    })
+                    .collect();
+                Just(elems).prop_shuffle()
+            })
+            .prop_map(|e| format!("[{}]", e.join(",")))
+    }
+
+    proptest! {
+        /// Splitting and joining gives back the value byte for byte.
+        #[test]
+        fn join_of_split_is_the_value(v in arb_records()) {
+            let r = split(&v);
+            prop_assert!(r.is_some(), "{} is records", v);
+            let r = r.unwrap_or_default();
+            prop_assert_eq!(join(r.iter().map(|r| r.text)), v);
+        }
+
+        /// Applying the diff of two lists to the first gives the second,
+        /// byte for byte.
+        #[test]
+        fn apply_of_diff_is_the_new_value(a in arb_records(), b in arb_records()) {
+            let (Some(old), Some(new)) = (split(&a), split(&b)) else {
+                return Err(TestCaseError::fail("generated values are records"));
+            };
+            let p = diff(&old, &new);
+            prop_assert_eq!(apply(&old, &p), Some(b.clone()));
+            // A patch holds no record that did not change.
+            for (id, text) in &p.upserts {
+                prop_assert!(!old.iter().any(|r| &r.id == id && r.text == text));
+            }
+        }
+    }
+}
