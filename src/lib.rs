@@ -11,8 +11,8 @@ pub mod model;
 pub mod protocol;
 pub mod quota;
 pub mod ratelimit;
-pub mod registration;
 pub mod records;
+pub mod registration;
 pub mod route;
 pub mod sqlgen;
 
