@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the REST API against openapi.yaml with schemathesis (PyPI, pinned in
 # scripts/setup.sh, installed into .venv/), using the real Worker under
-# `wrangler dev`: a fresh state directory, schema.sql applied, 127.0.0.1 on a
+# `wrangler dev`: a fresh state directory, migrations/ applied, 127.0.0.1 on a
 # free port. Every check schemathesis has is on (its default): no 5xx, every
 # status, header, content type and body as the spec promises, schema-valid
 # input accepted and schema-invalid input refused, 405 with `Allow` for
@@ -84,12 +84,12 @@ trap 'exit 130' INT TERM
 
 # A copy of what wrangler serves, so a rebuild during the run changes nothing.
 mkdir -p "$PROJECT"
-cp -r wrangler.toml schema.sql migrations client-demo build "$PROJECT/"
+cp -r wrangler.toml migrations client-demo build "$PROJECT/"
 export WRANGLER_SEND_METRICS=false WRANGLER_LOG_PATH="$STATE/wrangler-logs" \
   WRANGLER_REGISTRY_PATH="$STATE/registry" NO_COLOR=1 FORCE_COLOR=0 CI=1
 
-(cd "$PROJECT" && "$WRANGLER" d1 execute DB --local --persist-to "$STATE/data" \
-  --file schema.sql --yes >"$STATE/schema.log" 2>&1) ||
+(cd "$PROJECT" && "$WRANGLER" d1 migrations apply DB --local --persist-to "$STATE/data" \
+  </dev/null >"$STATE/schema.log" 2>&1) ||
   { cat "$STATE/schema.log" >&2; exit 1; }
 
 read -r PORT INSPECTOR < <("$PY" -c '

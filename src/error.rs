@@ -3,6 +3,12 @@
 
 use serde::Serialize;
 
+/// Close code telling a client its device was signed out (or its token is
+/// no longer valid): do not reconnect with that token.
+pub const CLOSE_SIGNED_OUT: u16 = 4001;
+/// Close code for a socket the server can no longer serve.
+pub const CLOSE_INTERNAL: u16 = 1011;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
     #[error("request body is not valid JSON: {0}")]
@@ -94,6 +100,33 @@ impl SyncError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The WebSocket close code for an error that ends a socket; `None` for
+    /// the rest, which are answered with an `error` frame on an open socket.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Self::Unauthorized => Some(CLOSE_SIGNED_OUT),
+            Self::Internal(_) => Some(CLOSE_INTERNAL),
+            Self::InvalidJson(_)
+            | Self::InvalidRequest(_)
+            | Self::InvalidKey(_)
+            | Self::InvalidEmail
+            | Self::WeakPassword { .. }
+            | Self::InvalidCredentials
+            | Self::NotFound
+            | Self::Missing(_)
+            | Self::MethodNotAllowed
+            | Self::EmailTaken
+            | Self::PayloadTooLarge { .. }
+            | Self::ValueTooLarge { .. }
+            | Self::FrameTooLarge { .. }
+            | Self::BinaryFrame
+            | Self::UpgradeRequired
+            | Self::OriginNotAllowed
+            | Self::RateLimited { .. }
+            | Self::Unavailable => None,
         }
     }
 

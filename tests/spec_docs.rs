@@ -796,8 +796,11 @@ fn sent_close_codes() -> BTreeSet<u64> {
             text.push_str(&std::fs::read_to_string(&path).unwrap());
         }
     }
+    // Close-code constants live beside the error type.
+    let errors = std::fs::read_to_string(dir.join("../error.rs")).unwrap();
     let consts: BTreeMap<String, u64> = text
         .lines()
+        .chain(errors.lines())
         .filter_map(|l| {
             let l = l.trim().trim_start_matches("pub ").strip_prefix("const ")?;
             let (name, rest) = l.split_once(": u16 = ")?;
@@ -807,7 +810,11 @@ fn sent_close_codes() -> BTreeSet<u64> {
             ))
         })
         .collect();
-    let mut codes = BTreeSet::new();
+    // Errors that end a socket close it with their `close_code()`.
+    let mut codes: BTreeSet<u64> = every_error()
+        .iter()
+        .filter_map(|e| e.close_code().map(u64::from))
+        .collect();
     for piece in text.split(".close(Some(").skip(1) {
         let arg = piece.split(')').next().unwrap().trim();
         if let Ok(n) = arg.parse() {

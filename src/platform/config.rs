@@ -11,6 +11,8 @@ pub struct Config {
     pub write_burst: u32,
     pub writes_per_minute: u32,
     pub retention: Retention,
+    /// Log D1's own row counts per statement (`D1_COST_LOG=1`, benchmarks).
+    pub d1_cost_log: bool,
 }
 
 /// How much history to keep per key: a version is dropped only once it is
@@ -19,6 +21,8 @@ pub struct Config {
 pub struct Retention {
     pub versions: u32,
     pub max_age_ms: i64,
+    /// Retention runs for a key once per this many of its versions.
+    pub every: u64,
 }
 
 fn var<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
@@ -47,10 +51,12 @@ impl Config {
             registrations_per_ip: var(env, "REGISTRATIONS_PER_IP", 30),
             write_burst: var(env, "WRITE_BURST", 300),
             writes_per_minute: var(env, "WRITES_PER_MINUTE", 600),
+            d1_cost_log: var(env, "D1_COST_LOG", 0u8) == 1,
             retention: Retention {
                 // The current version is always kept.
                 versions: var(env, "HISTORY_VERSIONS", 50u32).max(1),
                 max_age_ms: var(env, "HISTORY_DAYS", 30i64).max(0) * 86_400_000,
+                every: var(env, "HISTORY_PRUNE_EVERY", 8u64).max(1),
             },
         }
     }

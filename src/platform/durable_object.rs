@@ -5,22 +5,20 @@
 //! hibernation API, so idle devices cost nothing.
 
 use super::config::Config;
-use super::router::{
-    DEVICE_HEADER, DEVICE_NAME_HEADER, INTERNAL_HEADER, INTERNAL_REVOKE, USER_HEADER,
-};
-use super::{d1, http, now_ms};
-use crate::error::SyncError;
-use crate::hub::{self, Op, Shape, UserState};
+use super::d1::{self, Path};
+use super::identity::{Command, Identity};
+use super::{crypto, http, now_ms};
+use crate::error::{SyncError, CLOSE_INTERNAL};
+use crate::hub::session::{self, DriverId, Effect, Limits, Session, Step};
+use crate::hub::{Answer, Op, Shape};
 use crate::protocol::{
-    ack_from_answer, parse_frame, parse_json, BatchRequest, Change, DevicesResponse,
-    ExportDocument, HistoryResponse, HistoryValueResponse, Incoming, OkResponse, PresenceDevice,
-    PutRequest, RestoreRequest, ServerMessage, SnapshotResponse, Write, WriteOptions,
-    EXPORT_FORMAT, EXPORT_FORMAT_VERSION, WS_PROTOCOL,
+    parse_frame, parse_json, BatchRequest, DevicesResponse, ExportDocument, HistoryResponse,
+    HistoryValueResponse, Incoming, OkResponse, PresenceDevice, PutRequest, RestoreRequest,
+    ServerMessage, SnapshotResponse, Write, WriteOptions, EXPORT_FORMAT, EXPORT_FORMAT_VERSION,
+    WS_PROTOCOL,
 };
-use crate::ratelimit::TokenBucket;
 use crate::route::{route, Route};
 use futures_channel::oneshot;
-use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use worker::{
@@ -28,15 +26,7 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair,
 };
 
-/// Writes planned and committed together: bounded so one D1 batch stays
-/// well inside D1's statement and parameter limits.
-const MAX_GROUP_WRITES: usize = 128;
-/// A queue driver silent this long (D1 caps a query at 30 s) is replaced.
-const DRIVER_STALL_MS: i64 = 60_000;
-/// Close code telling a client its token was revoked: do not reconnect with it.
-pub const CLOSE_REVOKED: u16 = 4001;
-
-type Reply = oneshot::Sender<Result<String, SyncError>>;
+type Reply = oneshot::Sender<Result<Answer, SyncError>>;
 
 /// Who a socket belongs to; survives hibernation as the socket's attachment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,23 +37,9 @@ struct SocketInfo {
     name: String,
 }
 
-struct Queued {
-    op: Op,
-    reply: Reply,
-    /// The socket that sent the write; it gets an ack instead of a change.
-    sender: Option<WebSocket>,
-}
-
-#[derive(Default)]
 struct Inner {
     user_id: Option<String>,
-    /// Loaded lazily; dropped after a failed commit so it is reloaded from D1.
-    hub: Option<UserState>,
-    queue: Vec<Queued>,
-    /// When the request driving the queue last started a group; `None` when
-    /// no commit is in flight.
-    committing: Option<i64>,
-    bucket: Option<TokenBucket>,
+    session: Session<Reply, WebSocket>,
 }
 
 #[durable_object]
@@ -84,11 +60,23 @@ impl DurableObject for UserHub {
             Ok(pair) => state.set_websocket_auto_response(&pair),
             Err(e) => worker::console_error!("auto-response: {e:?}"),
         }
+        let config = Config::from_env(&env);
+        d1::set_cost_log(config.d1_cost_log);
+        let limits = Limits {
+            write_burst: config.write_burst,
+            writes_per_minute: config.writes_per_minute,
+            history_prune_every: config.retention.every,
+            ..Limits::default()
+        };
+        let nonce = crypto::new_id();
         Self {
-            config: Config::from_env(&env),
+            config,
             state,
             env,
-            inner: RefCell::new(Inner::default()),
+            inner: RefCell::new(Inner {
+                user_id: None,
+                session: Session::new(limits, nonce),
+            }),
         }
     }
 
@@ -102,7 +90,7 @@ impl DurableObject for UserHub {
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
         let Some(info) = socket_info(&ws) else {
-            let _ = ws.close(Some(1011), Some("socket identity lost"));
+            let _ = ws.close(Some(CLOSE_INTERNAL), Some("socket identity lost"));
             return Ok(());
         };
         let reply = match message {
@@ -138,14 +126,6 @@ impl DurableObject for UserHub {
     }
 }
 
-fn header(req: &Request, name: &str) -> Result<String, SyncError> {
-    req.headers()
-        .get(name)
-        .ok()
-        .flatten()
-        .ok_or_else(|| SyncError::Internal(format!("missing {name} from the Worker")))
-}
-
 fn socket_info(ws: &WebSocket) -> Option<SocketInfo> {
     ws.deserialize_attachment().ok().flatten()
 }
@@ -169,11 +149,14 @@ impl UserHub {
     }
 
     async fn handle(&self, req: &mut Request) -> Result<Response, SyncError> {
-        let user_id = header(req, USER_HEADER)?;
-        let device_id = header(req, DEVICE_HEADER)?;
+        let Identity {
+            user_id,
+            device_id,
+            device_name,
+        } = Identity::from_request(req)?;
         self.check_user(&user_id)?;
-        if req.headers().get(INTERNAL_HEADER).ok().flatten().as_deref() == Some(INTERNAL_REVOKE) {
-            return Ok(self.close_device(&device_id));
+        if let Some(Command::CloseDevice(device)) = Command::from_request(req)? {
+            return Ok(self.close_device(&device));
         }
         let url = req
             .url()
@@ -190,12 +173,10 @@ impl UserHub {
         let op = match route {
             Route::Snapshot { since } => return self.snapshot(&db, &user_id, since).await,
             Route::Socket => {
-                let name = header(req, DEVICE_NAME_HEADER)?;
-                let name = percent_decode_str(&name).decode_utf8_lossy().into_owned();
                 return self.accept_socket(SocketInfo {
                     user_id,
                     device_id,
-                    name,
+                    name: device_name,
                 });
             }
             Route::Put(key) => {
@@ -253,12 +234,7 @@ impl UserHub {
                     .await?;
                 // Based on the current version: a restore is a deliberate
                 // edit, not a conflict (one arriving meanwhile still is).
-                let current = self
-                    .state_of(&db, &user_id)
-                    .await?
-                    .keys
-                    .get(key.as_str())
-                    .map(|m| m.version);
+                let current = self.current_version(&db, &user_id, key.as_str()).await?;
                 let write = Write {
                     key,
                     value: v.value,
@@ -293,7 +269,7 @@ impl UserHub {
             | Route::OpenApi => return Err(SyncError::NotFound),
         };
         let answer = self.submit(&db, &user_id, op, None).await?;
-        Ok(http::json_string(200, answer))
+        Ok(http::json_string(200, answer.to_json()))
     }
 
     /// One object serves one user; anything else is a routing bug.
@@ -317,7 +293,7 @@ impl UserHub {
         user_id: &str,
         since: u64,
     ) -> Result<Response, SyncError> {
-        let (cursor, changes) = d1::changes_since(db, user_id, since).await?;
+        let (cursor, changes) = d1::changes_since(db, user_id, since, self.path(since)).await?;
         let mut resp = SnapshotResponse {
             success: true,
             data: Default::default(),
@@ -358,7 +334,7 @@ impl UserHub {
 
     /// The current data as a backup document, downloaded as a file.
     async fn export(&self, db: &D1Database, user_id: &str) -> Result<Response, SyncError> {
-        let (_, changes) = d1::changes_since(db, user_id, 0).await?;
+        let (_, changes) = d1::changes_since(db, user_id, 0, Path::Keys).await?;
         let mut doc = ExportDocument {
             format: EXPORT_FORMAT.to_owned(),
             format_version: EXPORT_FORMAT_VERSION,
@@ -402,21 +378,21 @@ impl UserHub {
 
     async fn on_frame(&self, ws: &WebSocket, info: &SocketInfo, text: &str) -> ServerMessage {
         if let Err(e) = self.check_user(&info.user_id) {
-            return ServerMessage::error(None, &e);
+            return error_frame(None, &e);
         }
         let incoming = match parse_frame(text) {
             Ok(i) => i,
-            Err((request_id, e)) => return ServerMessage::error(request_id, &e),
+            Err((request_id, e)) => return error_frame(request_id, &e),
         };
         let db = match self.db() {
             Ok(db) => db,
-            Err(e) => return ServerMessage::error(None, &e),
+            Err(e) => return error_frame(None, &e),
         };
         match incoming {
             Incoming::Ping => ServerMessage::Pong,
             Incoming::Hello { since } => match self.catch_up(&db, &info.user_id, since).await {
                 Ok(m) => m,
-                Err(e) => ServerMessage::error(None, &e),
+                Err(e) => error_frame(None, &e),
             },
             Incoming::Write { write, request_id } => {
                 let op = Op {
@@ -426,8 +402,8 @@ impl UserHub {
                     writes: vec![write],
                 };
                 match self.submit(&db, &info.user_id, op, Some(ws.clone())).await {
-                    Ok(answer) => ack_from_answer(&request_id, &answer),
-                    Err(e) => ServerMessage::error(Some(request_id), &e),
+                    Ok(answer) => answer.ack(&request_id),
+                    Err(e) => error_frame(Some(request_id), &e),
                 }
             }
         }
@@ -441,16 +417,17 @@ impl UserHub {
         user_id: &str,
         since: u64,
     ) -> Result<ServerMessage, SyncError> {
-        let (cursor, mut changes) = d1::changes_since(db, user_id, since).await?;
-        if since > cursor {
-            changes = d1::changes_since(db, user_id, 0).await?.1;
+        let (cursor, mut changes) = d1::changes_since(db, user_id, since, self.path(since)).await?;
+        if let Some(from) = session::catch_up_from(since, cursor) {
+            changes = d1::changes_since(db, user_id, from, Path::Keys).await?.1;
         }
         Ok(ServerMessage::Changes { changes, cursor })
     }
 
     fn close_device(&self, device_id: &str) -> Response {
         for ws in self.state.get_websockets_with_tag(device_id) {
-            let _ = ws.close(Some(CLOSE_REVOKED), Some("device signed out"));
+            let code = SyncError::Unauthorized.close_code().unwrap_or(1000);
+            let _ = ws.close(Some(code), Some("device signed out"));
         }
         self.broadcast_presence(|_, info| info.device_id == device_id);
         http::json(200, &OkResponse { success: true })
@@ -480,18 +457,23 @@ impl UserHub {
         }
     }
 
-    /// Sends committed changes to every socket but the one that made each.
-    fn broadcast(&self, changes: Vec<(usize, Change)>, senders: &[Option<WebSocket>]) {
-        if changes.is_empty() {
-            return;
-        }
-        let sockets = self.state.get_websockets();
-        for (op, change) in changes {
-            let sender = senders.get(op).and_then(Option::as_ref);
-            let json = ServerMessage::Change(change).to_json();
-            for ws in &sockets {
-                if !sender.is_some_and(|s| same_socket(s, ws)) {
-                    send(ws, &json);
+    /// Carries out what the session decided: answers, then broadcasts.
+    fn apply(&self, effects: Vec<Effect<Reply, WebSocket>>) {
+        let mut sockets: Option<Vec<WebSocket>> = None;
+        for effect in effects {
+            match effect {
+                Effect::Reply { to, answer } => {
+                    // The request may be gone (a closed socket): nothing to do.
+                    let _ = to.send(answer);
+                }
+                Effect::Broadcast { change, except } => {
+                    let json = ServerMessage::Change(change).to_json();
+                    let all = sockets.get_or_insert_with(|| self.state.get_websockets());
+                    for ws in all.iter() {
+                        if !except.as_ref().is_some_and(|s| same_socket(s, ws)) {
+                            send(ws, &json);
+                        }
+                    }
                 }
             }
         }
@@ -499,131 +481,107 @@ impl UserHub {
 
     // ------------------------------------------------------------- writes
 
-    /// Queues a write and waits for its answer. The first waiter with no
-    /// commit in flight drives the queue until it is empty, so writes that
-    /// arrive during a commit share the next D1 transaction.
+    /// Queues a write and waits for its answer; drives the queue when the
+    /// session says so.
     async fn submit(
         &self,
         db: &D1Database,
         user_id: &str,
         op: Op,
-        sender: Option<WebSocket>,
-    ) -> Result<String, SyncError> {
+        socket: Option<WebSocket>,
+    ) -> Result<Answer, SyncError> {
         let (reply, answer) = oneshot::channel();
-        let drive = {
-            let mut inner = self.inner.borrow_mut();
-            let now = now_ms();
-            let config = &self.config;
-            inner
-                .bucket
-                .get_or_insert_with(|| {
-                    TokenBucket::new(config.write_burst, config.writes_per_minute, now)
-                })
-                .take(now)
-                .map_err(|retry_after_secs| SyncError::RateLimited { retry_after_secs })?;
-            inner.queue.push(Queued { op, reply, sender });
-            // Take over from a driver that made no progress for a long time
-            // (its request may be gone); should it wake up after all, the
-            // guarded commit makes one of the two fail instead of both landing.
-            let drive = inner
-                .committing
-                .is_none_or(|since| now - since > DRIVER_STALL_MS);
-            if drive {
-                inner.committing = Some(now);
-            }
-            drive
-        };
-        if drive {
-            self.drain(db, user_id).await;
+        let driver = self
+            .inner
+            .borrow_mut()
+            .session
+            .submit(op, reply, socket, now_ms())?;
+        if let Some(d) = driver {
+            self.drive(db, user_id, d).await;
         }
         answer
             .await
             .map_err(|_| SyncError::Internal("write was dropped".into()))?
     }
 
-    async fn drain(&self, db: &D1Database, user_id: &str) {
+    /// Makes the D1 calls the session asks for until it says `Done`. No
+    /// borrow of the session is held across an await.
+    async fn drive(&self, db: &D1Database, user_id: &str, d: DriverId) {
+        let mut next = self.inner.borrow_mut().session.next(d, now_ms());
         loop {
-            let group: Vec<Queued> = {
-                let mut inner = self.inner.borrow_mut();
-                if inner.queue.is_empty() {
-                    inner.committing = None;
-                    return;
+            self.apply(std::mem::take(&mut next.effects));
+            next = match next.step {
+                Step::Done => return,
+                Step::Load => {
+                    let state = logged(d1::load_state(db, user_id).await);
+                    self.inner.borrow_mut().session.loaded(d, state, now_ms())
                 }
-                inner.committing = Some(now_ms());
-                let mut writes = 0;
-                let take = inner
-                    .queue
-                    .iter()
-                    .take_while(|q| {
-                        writes += q.op.writes.len();
-                        writes <= MAX_GROUP_WRITES
-                    })
-                    .count()
-                    .max(1);
-                inner.queue.drain(..take).collect()
+                Step::Read { group, wanted } => {
+                    let values = logged(d1::merge_values(db, user_id, &wanted).await);
+                    let mut inner = self.inner.borrow_mut();
+                    inner.session.values_read(d, group, values, now_ms())
+                }
+                Step::Commit { group, plan } => {
+                    let retention = self.config.retention;
+                    let result = logged(d1::commit(db, user_id, &plan, now_ms(), retention).await);
+                    let mut inner = self.inner.borrow_mut();
+                    inner.session.committed(d, group, plan, result, now_ms())
+                }
+                Step::Check { group, plan } => {
+                    let check = logged(d1::check(db, user_id, &plan).await);
+                    let mut inner = self.inner.borrow_mut();
+                    inner.session.checked(d, group, plan, check, now_ms())
+                }
             };
-            let mut ops = Vec::with_capacity(group.len());
-            let mut replies = Vec::with_capacity(group.len());
-            let mut senders = Vec::with_capacity(group.len());
-            for q in group {
-                ops.push(q.op);
-                replies.push(q.reply);
-                senders.push(q.sender);
-            }
-            match self.commit_group(db, user_id, ops).await {
-                Ok((answers, changes)) => {
-                    self.broadcast(changes, &senders);
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                }
-                Err(e) => {
-                    // The in-memory state may be stale now: reload it next time.
-                    self.inner.borrow_mut().hub = None;
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
         }
     }
 
-    /// The hub's state, loaded from D1 the first time (and after a failed
-    /// commit dropped it).
-    async fn state_of(
-        &self,
-        db: &D1Database,
-        user_id: &str,
-    ) -> Result<std::cell::Ref<'_, UserState>, SyncError> {
-        if self.inner.borrow().hub.is_none() {
-            let state = d1::load_state(db, user_id, now_ms()).await?;
-            self.inner.borrow_mut().hub.get_or_insert(state);
-        }
-        std::cell::Ref::filter_map(self.inner.borrow(), |i| i.hub.as_ref())
-            .map_err(|_| SyncError::Internal("hub state missing".into()))
+    /// The cheaper way to read changes after `since`, from what is known.
+    fn path(&self, since: u64) -> Path {
+        let inner = self.inner.borrow();
+        let state = inner.session.state();
+        Path::for_read(since, state.map(|s| s.cursor), state.map(|s| s.keys.len()))
     }
 
-    async fn commit_group(
+    /// The key's current version, from the session's state or from D1.
+    async fn current_version(
         &self,
         db: &D1Database,
         user_id: &str,
-        ops: Vec<Op>,
-    ) -> Result<(Vec<Result<String, SyncError>>, Vec<(usize, Change)>), SyncError> {
-        let wanted = hub::merge_inputs(&*self.state_of(db, user_id).await?, &ops);
-        let values = d1::merge_values(db, user_id, &wanted).await?;
-        let now = now_ms();
-        let plan = hub::plan(&*self.state_of(db, user_id).await?, ops, now, &values);
-        if plan.writes_anything() {
-            d1::commit(db, user_id, &plan, now, self.config.retention).await?;
+        key: &str,
+    ) -> Result<Option<u64>, SyncError> {
+        let known = {
+            let inner = self.inner.borrow();
+            inner
+                .session
+                .state()
+                .map(|s| s.keys.get(key).map(|m| m.version))
+        };
+        if let Some(version) = known {
+            return Ok(version);
         }
-        let changes = plan.changes();
-        let mut inner = self.inner.borrow_mut();
-        let state = inner
-            .hub
-            .as_mut()
-            .ok_or_else(|| SyncError::Internal("hub state missing".into()))?;
-        Ok((state.adopt(plan), changes))
+        let state = d1::load_state(db, user_id).await?;
+        let version = state.keys.get(key).map(|m| m.version);
+        self.inner.borrow_mut().session.offer_state(state);
+        Ok(version)
     }
+}
+
+/// Logs an internal error where it happens (D1 failures above all); the
+/// client sees only a generic message.
+fn logged<T>(r: Result<T, SyncError>) -> Result<T, SyncError> {
+    if let Err(SyncError::Internal(detail)) = &r {
+        worker::console_error!("internal error: {detail}");
+    }
+    r
+}
+
+/// An `error` frame, with internal errors logged (as HTTP does).
+fn error_frame(request_id: Option<String>, e: &SyncError) -> ServerMessage {
+    if let SyncError::Internal(detail) = e {
+        worker::console_error!("internal error on a socket: {detail}");
+    }
+    ServerMessage::error(request_id, e)
 }
 
 fn iso8601(ms: i64) -> String {

@@ -7,6 +7,7 @@ mod crypto;
 mod d1;
 mod durable_object;
 mod http;
+mod identity;
 mod router;
 
 /// Milliseconds since the epoch, from the runtime's clock.

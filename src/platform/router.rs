@@ -3,6 +3,7 @@
 
 use super::config::Config;
 use super::d1::{self, NewDevice};
+use super::identity::{forward, send_command, Command, Identity};
 use super::{crypto, http, now_ms};
 use crate::auth::{self, decoy_record, PasswordRecord};
 use crate::error::SyncError;
@@ -10,31 +11,13 @@ use crate::model::{self, Email, Password, MAX_BODY_BYTES};
 use crate::protocol::{parse_json, ws_offer, AuthRequest, AuthResponse, OkResponse};
 use crate::ratelimit::Window;
 use crate::route::{route, Route};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use wasm_bindgen::JsValue;
-use worker::{event, Context, D1Database, Env, Headers, Request, RequestInit, Response};
+use worker::{event, Context, D1Database, Env, Headers, Request, Response};
 
 /// Auth bodies are tiny; anything bigger is not a person signing in.
 const AUTH_BODY_LIMIT: usize = 16 * 1024;
 /// Writing `last_seen_at` on every request would spend D1's write budget.
 const TOUCH_INTERVAL_MS: i64 = 3_600_000;
-
-/// Identity headers the Worker sets on requests to the Durable Object. A
-/// client never reaches the object directly, and the forwarded request is
-/// built from scratch, so a client-sent copy of these never gets through.
-pub const USER_HEADER: &str = "x-sync-user-id";
-pub const DEVICE_HEADER: &str = "x-sync-device-id";
-/// Percent-encoded device name, for presence.
-pub const DEVICE_NAME_HEADER: &str = "x-sync-device-name";
-/// Worker-to-object commands that no client route maps to.
-pub const INTERNAL_HEADER: &str = "x-sync-internal";
-pub const INTERNAL_REVOKE: &str = "revoke-device";
-
-pub struct Identity {
-    pub user_id: String,
-    pub device_id: String,
-    pub device_name: String,
-}
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
@@ -88,8 +71,7 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             headers
                 .set("upgrade", "websocket")
                 .map_err(internal("header"))?;
-            let target = hub_target(&url, None);
-            forward_with(env, &id, "GET", &target, None, headers).await
+            forward(env, &id, "GET", &hub_path(&url, None), None, headers).await
         }
         _ => {
             let id = authenticate(req, &db, config).await?;
@@ -98,8 +80,8 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             // large value twice in memory.
             http::check_declared_length(req, MAX_BODY_BYTES)?;
             let body = req.inner().body().map(JsValue::from);
-            let target = hub_target(&url, url.query());
-            forward(env, &id, &method, &target, body, None).await
+            let path = hub_path(&url, url.query());
+            forward(env, &id, &method, &path, body, Headers::new()).await
         }
     }
 }
@@ -122,12 +104,8 @@ async fn revoke(
     }
     // The revocation already holds for every new request; closing the live
     // sockets can only fail if the object is unreachable, so it is logged.
-    let target = Identity {
-        device_id: device.to_owned(),
-        ..caller
-    };
-    let path = "https://user-hub/api/devices";
-    if let Err(e) = forward(env, &target, "POST", path, None, Some(INTERNAL_REVOKE)).await {
+    let close = Command::CloseDevice(device.to_owned());
+    if let Err(e) = send_command(env, &caller, &close).await {
         worker::console_error!("closing sockets of a revoked device: {e}");
     }
     Ok(http::json(200, &OkResponse { success: true }))
@@ -346,60 +324,8 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
     Ok(http::json(200, &answer))
 }
 
-fn hub_target(url: &worker::Url, query: Option<&str>) -> String {
+/// The path and query a sync request has at the user's object.
+fn hub_path(url: &worker::Url, query: Option<&str>) -> String {
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    format!("https://user-hub{}{query}", url.path())
-}
-
-async fn forward(
-    env: &Env,
-    id: &Identity,
-    method: &str,
-    target: &str,
-    body: Option<JsValue>,
-    internal_command: Option<&str>,
-) -> Result<Response, SyncError> {
-    let headers = Headers::new();
-    if let Some(command) = internal_command {
-        headers
-            .set(INTERNAL_HEADER, command)
-            .map_err(internal("header"))?;
-    }
-    forward_with(env, id, method, target, body, headers).await
-}
-
-/// Hands a request to the user's Durable Object with the verified identity.
-/// The request is built afresh, so nothing a client sent besides the body
-/// (and the path) reaches the object.
-async fn forward_with(
-    env: &Env,
-    id: &Identity,
-    method: &str,
-    target: &str,
-    body: Option<JsValue>,
-    headers: Headers,
-) -> Result<Response, SyncError> {
-    let name = utf8_percent_encode(&id.device_name, NON_ALPHANUMERIC).to_string();
-    for (k, v) in [
-        (USER_HEADER, id.user_id.as_str()),
-        (DEVICE_HEADER, id.device_id.as_str()),
-        (DEVICE_NAME_HEADER, name.as_str()),
-    ] {
-        headers.set(k, v).map_err(internal("header"))?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(worker::Method::from(method.to_string()))
-        .with_headers(headers);
-    init.with_body(body);
-    let inner = Request::new_with_init(target, &init).map_err(internal("request"))?;
-    let namespace = env
-        .durable_object("USER_HUB")
-        .map_err(internal("durable object"))?;
-    let stub = namespace
-        .id_from_name(&id.user_id)
-        .and_then(|oid| oid.get_stub())
-        .map_err(internal("durable object"))?;
-    stub.fetch_with_request(inner)
-        .await
-        .map_err(internal("durable object fetch"))
+    format!("{}{query}", url.path())
 }

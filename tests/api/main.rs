@@ -65,6 +65,7 @@ mod security;
 mod server;
 mod spec;
 mod sync;
+mod upgrade;
 mod values;
 
 use server::Server;
@@ -82,10 +83,12 @@ pub enum On {
     /// Device tokens that expire after a few idle seconds, and a history
     /// that keeps only a few versions.
     Expiry,
+    /// A database written by schema version 1, upgraded by migrations/.
+    Upgrade,
 }
 
 impl On {
-    const ALL: [On; 4] = [On::Main, On::Strict, On::Oversize, On::Expiry];
+    const ALL: [On; 5] = [On::Main, On::Strict, On::Oversize, On::Expiry, On::Upgrade];
 
     fn label(self) -> &'static str {
         match self {
@@ -93,13 +96,21 @@ impl On {
             On::Strict => "strict",
             On::Oversize => "oversize",
             On::Expiry => "expiry",
+            On::Upgrade => "upgrade",
+        }
+    }
+
+    fn start(self) -> Result<Server, String> {
+        match self {
+            On::Upgrade => Server::start_upgraded(self.label(), &upgrade::seed()),
+            _ => Server::start(self.label(), self.vars()),
         }
     }
 
     /// `--var` overrides of wrangler.toml's `[vars]`.
     fn vars(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            On::Main | On::Oversize => &[],
+            On::Main | On::Oversize | On::Upgrade => &[],
             On::Strict => STRICT_VARS,
             On::Expiry => EXPIRY_VARS,
         }
@@ -139,6 +150,14 @@ impl Test {
         }
     }
 
+    pub const fn upgrade(name: &'static str, run: TestFn) -> Test {
+        Test {
+            name,
+            on: On::Upgrade,
+            run,
+        }
+    }
+
     pub const fn oversize(name: &'static str, run: TestFn) -> Test {
         Test {
             name,
@@ -150,11 +169,13 @@ impl Test {
 
 /// The expiry server's idle period.
 pub const EXPIRY_IDLE_MS: u64 = 4_000;
-/// The expiry server also keeps a short history: 3 versions, no extra days.
+/// The expiry server also keeps a short history: 3 versions, no extra days,
+/// pruned on every write.
 const EXPIRY_VARS: &[(&str, &str)] = &[
     ("TOKEN_IDLE_SECONDS", "4"),
     ("HISTORY_VERSIONS", "3"),
     ("HISTORY_DAYS", "0"),
+    ("HISTORY_PRUNE_EVERY", "1"),
 ];
 
 /// The strict server's limits; the rate-limit tests read them from here.
@@ -202,6 +223,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(backup::tests());
     tests.extend(merging::tests());
     tests.extend(spec::tests());
+    tests.extend(upgrade::tests());
     tests
 }
 
@@ -246,7 +268,7 @@ fn main() {
         .iter()
         .map(|&on| {
             let needed = needs(on);
-            thread::spawn(move || needed.then(|| Server::start(on.label(), on.vars())))
+            thread::spawn(move || needed.then(|| on.start()))
         })
         .collect();
     let servers: Vec<Started> = handles

@@ -21,7 +21,7 @@ const DB_COPY_ATTEMPTS: u32 = 50;
 
 static STATE_DIRS: AtomicUsize = AtomicUsize::new(0);
 
-fn repo_root() -> &'static Path {
+pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -106,6 +106,21 @@ pub struct Endpoint {
 impl Server {
     /// Starts a Worker with `vars` overriding wrangler.toml's `[vars]`.
     pub fn start(label: &'static str, vars: &[(&str, &str)]) -> Result<Server, String> {
+        Self::start_with(label, vars, None)
+    }
+
+    /// Starts a Worker on an upgraded database: migrations/0001 only, then
+    /// the rows of `seed` (SQL, as version 1 stored them), then the rest of
+    /// migrations/, as `wrangler d1 migrations apply` upgrades a deployment.
+    pub fn start_upgraded(label: &'static str, seed: &Path) -> Result<Server, String> {
+        Self::start_with(label, &[], Some(seed))
+    }
+
+    fn start_with(
+        label: &'static str,
+        vars: &[(&str, &str)],
+        seed: Option<&Path>,
+    ) -> Result<Server, String> {
         let root = repo_root();
         if !root.join("build/worker/shim.mjs").exists() {
             return Err(format!(
@@ -140,6 +155,9 @@ impl Server {
         // From here on, dropping `server` stops whatever was started and
         // removes the state directory.
         server.snapshot_project()?;
+        if let Some(seed) = seed {
+            server.seed_v1(seed)?;
+        }
         server.apply_schema()?;
         server.spawn(ports[0], ports[1], vars)?;
         server.wait_ready()?;
@@ -177,7 +195,6 @@ impl Server {
         fs::create_dir_all(self.project_dir())
             .map_err(|e| format!("cannot create project dir: {e}"))?;
         copy("wrangler.toml")?;
-        copy("schema.sql")?;
         for dir in ["migrations", "client-demo"] {
             if root.join(dir).is_dir() {
                 copy(dir)?;
@@ -220,26 +237,59 @@ impl Server {
         )
     }
 
-    fn apply_schema(&self) -> Result<(), String> {
+    /// Applies migrations/0001 alone and runs `seed` on that database.
+    fn seed_v1(&self, seed: &Path) -> Result<(), String> {
+        let project = self.project_dir();
+        let all = project.join("migrations-all");
+        let io = |e: std::io::Error| format!("seed: {e}");
+        fs::rename(project.join("migrations"), &all).map_err(io)?;
+        fs::create_dir_all(project.join("migrations")).map_err(io)?;
+        for entry in fs::read_dir(&all).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            if entry.file_name().to_string_lossy().starts_with("0001_") {
+                fs::copy(
+                    entry.path(),
+                    project.join("migrations").join(entry.file_name()),
+                )
+                .map_err(io)?;
+            }
+        }
+        self.apply_schema()?;
+        let seed = seed.display().to_string();
         let mut cmd = self.wrangler_cmd(
-            &[
-                "d1",
-                "execute",
-                "DB",
-                "--local",
-                "--file",
-                "schema.sql",
-                "--yes",
-            ],
+            &["d1", "execute", "DB", "--local", "--file", &seed, "--yes"],
             &self.persist_dir(),
         );
-        cmd.stdin(Stdio::null());
+        let out = cmd
+            .stdin(Stdio::null())
+            .env("CI", "true")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", wrangler().display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "[{}] seeding the version-1 database failed: {}",
+                self.label,
+                describe_output(&out)
+            ));
+        }
+        fs::remove_dir_all(project.join("migrations")).map_err(io)?;
+        fs::rename(&all, project.join("migrations")).map_err(io)?;
+        Ok(())
+    }
+
+    fn apply_schema(&self) -> Result<(), String> {
+        let mut cmd = self.wrangler_cmd(
+            &["d1", "migrations", "apply", "DB", "--local"],
+            &self.persist_dir(),
+        );
+        // Without a terminal and with CI set, wrangler asks no confirmation.
+        cmd.stdin(Stdio::null()).env("CI", "true");
         let out = cmd
             .output()
             .map_err(|e| format!("cannot run {}: {e}", wrangler().display()))?;
         if !out.status.success() {
             return Err(format!(
-                "[{}] applying schema.sql with `wrangler d1 execute` failed: {}",
+                "[{}] applying migrations/ with `wrangler d1 migrations apply` failed: {}",
                 self.label,
                 describe_output(&out)
             ));
@@ -514,7 +564,7 @@ impl Server {
     }
 
     /// Everything stored for one user's sync data, as one comparable string:
-    /// current rows, history (values by length and hash, not in full), chunks,
+    /// current rows (each key's newest history row with a version), history (values by length and hash, not in full), chunks,
     /// counters and remembered requests.
     pub fn db_fingerprint(&self, user_id: &str) -> Result<String, Failed> {
         Ok(self.db_fingerprint_and(user_id, "")?.0)
@@ -529,7 +579,9 @@ impl Server {
     ) -> Result<(String, Vec<Rows>), Failed> {
         let u = sql_str(user_id);
         let sql = format!(
-            "SELECT key, version, hist_id, deleted, updated_at, hash FROM sync_data WHERE user_id = {u} ORDER BY key; \
+            "SELECT h.key, h.version, h.id AS hist_id, h.deleted, h.updated_at, h.hash FROM sync_history h \
+               WHERE h.user_id = {u} AND h.id = (SELECT max(x.id) FROM sync_history x \
+               WHERE x.user_id = h.user_id AND x.key = h.key AND x.version IS NOT NULL) ORDER BY h.key; \
              SELECT id, key, version, deleted, updated_at, size, chunks, hash, length(CAST(data AS BLOB)) AS data_bytes \
                FROM sync_history WHERE user_id = {u} ORDER BY id; \
              SELECT hist_id, idx, length(CAST(data AS BLOB)) AS data_bytes FROM sync_chunks WHERE user_id = {u} ORDER BY hist_id, idx; \

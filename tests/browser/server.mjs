@@ -55,7 +55,6 @@ function copyProject(dest) {
       .join(',');
   fs.mkdirSync(dest, { recursive: true });
   fs.copyFileSync(path.join(ROOT, 'wrangler.toml'), path.join(dest, 'wrangler.toml'));
-  fs.copyFileSync(path.join(ROOT, 'schema.sql'), path.join(dest, 'schema.sql')); // follows the symlink
   for (const dir of ['migrations', 'client-demo']) {
     if (fs.existsSync(path.join(ROOT, dir))) fs.cpSync(path.join(ROOT, dir), path.join(dest, dir), { recursive: true });
   }
@@ -121,7 +120,7 @@ export async function startServer() {
   };
   try {
     await copyProject(project);
-    await run(WRANGLER, ['d1', 'execute', 'DB', '--local', '--file', 'schema.sql', '--yes', ...common], { cwd: project, env });
+    await run(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', ...common], { cwd: project, env: { ...env, CI: 'true' } });
     const [port, inspectorPort] = await freePorts(2);
     const args = [
       'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),

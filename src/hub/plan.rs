@@ -1,11 +1,15 @@
-//! The per-user write logic as pure state plus effects. The Durable Object
-//! loads a `UserState`, hands it groups of writes, persists the returned
-//! `Plan` in one D1 transaction and only then adopts `Plan::state`.
+//! Planning one group of writes: pure state in, the rows to persist and the
+//! answers out. The session (`session.rs`) decides which writes form a group
+//! and when; the Durable Object persists the returned `Plan` in one D1
+//! transaction, and only then does the session adopt it.
 
 use crate::auth::sha256_hex;
 use crate::error::SyncError;
 use crate::merge::{self, Decision, Side, Version};
-use crate::protocol::{BatchResponse, Change, Conflict, Resolution, Winner, Write, WriteResponse};
+use crate::protocol::{
+    ack_from_answer, BatchResponse, Change, Conflict, Resolution, ServerMessage, Winner, Write,
+    WriteResponse,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What the hub remembers of a key's current value (never the value itself).
@@ -25,8 +29,6 @@ pub struct UserState {
     /// Counter for `sync_history` rows (accepted values and conflict losers).
     pub hist_seq: u64,
     pub keys: HashMap<String, KeyMeta>,
-    /// requestId → the JSON answer first given, for idempotent retries.
-    pub requests: HashMap<String, String>,
 }
 
 /// Which endpoint a write came from decides the shape of its answer.
@@ -72,36 +74,111 @@ impl HistoryRow {
     }
 }
 
+/// What a write is answered with: typed until it reaches the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Write(WriteResponse),
+    Batch(BatchResponse),
+    /// The first answer to a retried requestId, as D1 stored it: sent back
+    /// byte for byte.
+    Stored(String),
+}
+
+impl Answer {
+    /// The REST body. A fresh answer serialises to exactly the text stored
+    /// for its requestId, so a replay is byte-identical to the first answer.
+    pub fn to_json(&self) -> String {
+        let json = match self {
+            Self::Write(r) => serde_json::to_string(r),
+            Self::Batch(r) => serde_json::to_string(r),
+            Self::Stored(s) => return s.clone(),
+        };
+        // Plain structs of strings, integers and options cannot fail.
+        json.unwrap_or_default()
+    }
+
+    /// The WebSocket `ack` for the request `request_id`.
+    pub fn ack(&self, request_id: &str) -> ServerMessage {
+        match self {
+            Self::Write(r) => ServerMessage::Ack {
+                request_id: request_id.to_owned(),
+                key: r.key.clone(),
+                version: r.version,
+                conflict: r.conflict.clone(),
+            },
+            Self::Batch(_) => ack_from_answer(request_id, ""),
+            Self::Stored(s) => ack_from_answer(request_id, s),
+        }
+    }
+
+    /// Whether this answer belongs to a request like `op`: the same endpoint
+    /// shape, and for a single-key write the same key. A requestId reused
+    /// for something else is refused rather than answered with another
+    /// request's result.
+    pub fn fits(&self, op: &Op) -> bool {
+        let single_key = |key: &str| op.writes.iter().all(|w| w.key.as_str() == key);
+        match (self, op.shape) {
+            (Self::Write(r), Shape::Single) => single_key(&r.key),
+            (Self::Batch(_), Shape::Batch) => true,
+            (Self::Stored(s), Shape::Single) => {
+                serde_json::from_str::<WriteResponse>(s).is_ok_and(|r| single_key(&r.key))
+            }
+            (Self::Stored(s), Shape::Batch) => serde_json::from_str::<BatchResponse>(s).is_ok(),
+            _ => false,
+        }
+    }
+}
+
 /// Everything one group of writes changes. Persist all of it atomically.
 #[derive(Debug, Default)]
 pub struct Plan {
+    /// Names this plan's commit, so that after an unclear D1 failure a read
+    /// of `sync_state` tells whether it landed.
+    pub commit_id: String,
     /// Counters and key metadata after the group.
     pub cursor: u64,
     pub hist_seq: u64,
     pub keys: HashMap<String, KeyMeta>,
     pub prev_cursor: u64,
     pub prev_hist_seq: u64,
+    /// The group created a key (the stored key list must be rewritten).
+    pub new_keys: bool,
     pub history: Vec<HistoryRow>,
     /// (requestId, answer JSON) to remember.
     pub requests: Vec<(String, String)>,
-    /// One JSON answer (or refusal) per op, in order.
-    pub replies: Vec<Result<String, SyncError>>,
+    /// Remembered answers created before this time may be dropped.
+    pub prune_requests_before: Option<i64>,
+    /// Keys whose old history retention looks at in this commit, sorted.
+    pub prune_keys: Vec<String>,
+    /// One answer (or refusal) per op, in order.
+    pub replies: Vec<Result<Answer, SyncError>>,
 }
 
 impl UserState {
-    /// Takes over a plan's state once D1 has committed it; returns the answers.
-    pub fn adopt(&mut self, plan: Plan) -> Vec<Result<String, SyncError>> {
+    /// Takes over a plan's state once D1 has committed it.
+    pub fn adopt(&mut self, plan: &Plan) {
         self.cursor = plan.cursor;
         self.hist_seq = plan.hist_seq;
-        self.keys = plan.keys;
-        self.requests.extend(plan.requests);
-        plan.replies
+        self.keys.clone_from(&plan.keys);
+    }
+
+    /// Whether `plan` was made from exactly this state's counters.
+    pub fn is_base_of(&self, plan: &Plan) -> bool {
+        (self.cursor, self.hist_seq) == (plan.prev_cursor, plan.prev_hist_seq)
     }
 }
 
 impl Plan {
     pub fn writes_anything(&self) -> bool {
         !self.history.is_empty() || !self.requests.is_empty()
+    }
+
+    /// Every key the user has after this plan, sorted: stored with the
+    /// counters so that a wake reads one row per key.
+    pub fn key_list(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// The last accepted row of each key, in version order: what the key's
@@ -156,9 +233,22 @@ struct KeyResult {
     conflict: Option<Conflict>,
 }
 
+/// The answer to an op whose requestId already has `answer`.
+pub fn replay(op: &Op, answer: Answer) -> Result<Answer, SyncError> {
+    if answer.fits(op) {
+        Ok(answer)
+    } else {
+        Err(SyncError::InvalidRequest(
+            "requestId was already used for another request".into(),
+        ))
+    }
+}
+
 /// Applies `ops` in order to a copy of `state`. `values` holds what
-/// `merge_inputs` asked for (missing entries only mean no merge).
-pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64, values: &Values) -> Plan {
+/// `merge_inputs` asked for (missing entries only mean no merge). Answers
+/// remembered from earlier groups are not known here: D1 refuses a second
+/// answer for a requestId, and the session then replays the stored one.
+pub fn plan(state: &UserState, ops: &[Op], now_ms: i64, values: &Values) -> Plan {
     let mut p = Plan {
         cursor: state.cursor,
         hist_seq: state.hist_seq,
@@ -167,49 +257,51 @@ pub fn plan(state: &UserState, ops: Vec<Op>, now_ms: i64, values: &Values) -> Pl
         prev_hist_seq: state.hist_seq,
         ..Plan::default()
     };
-    let mut fresh: HashMap<String, String> = HashMap::new();
-    for (index, op) in ops.into_iter().enumerate() {
-        if let Some(rid) = &op.request_id {
-            if let Some(answer) = state.requests.get(rid).or_else(|| fresh.get(rid)) {
-                p.replies.push(if replay_fits(&op, answer) {
-                    Ok(answer.clone())
-                } else {
-                    Err(SyncError::InvalidRequest(
-                        "requestId was already used for another request".into(),
-                    ))
-                });
-                continue;
-            }
+    let mut fresh: HashMap<&str, Answer> = HashMap::new();
+    for (index, op) in ops.iter().enumerate() {
+        if let Some(answer) = op.request_id.as_deref().and_then(|r| fresh.get(r)) {
+            p.replies.push(replay(op, answer.clone()));
+            continue;
         }
         let results: Vec<KeyResult> = op
             .writes
-            .into_iter()
+            .iter()
             .map(|w| apply_write(&mut p, index, w, &op.device_id, now_ms, values))
             .collect();
-        let answer = answer_json(op.shape, results, p.cursor);
-        if let Some(rid) = op.request_id {
-            fresh.insert(rid.clone(), answer.clone());
-            p.requests.push((rid, answer.clone()));
+        let answer = answer_of(op.shape, results, p.cursor);
+        if let Some(rid) = &op.request_id {
+            fresh.insert(rid, answer.clone());
+            p.requests.push((rid.clone(), answer.to_json()));
         }
         p.replies.push(Ok(answer));
     }
+    p.new_keys = p.keys.len() != state.keys.len();
     p
 }
 
-/// Whether a remembered answer belongs to a request like `op`: the same
-/// endpoint shape, and for a single-key write the same key.
-fn replay_fits(op: &Op, answer: &str) -> bool {
-    match op.shape {
-        Shape::Single => serde_json::from_str::<WriteResponse>(answer)
-            .is_ok_and(|r| op.writes.iter().all(|w| w.key.as_str() == r.key)),
-        Shape::Batch => serde_json::from_str::<BatchResponse>(answer).is_ok(),
-    }
+/// The keys whose retention runs with `after`: each key about once per
+/// `every` of its versions (whenever its version passes a multiple of it),
+/// not on every write, since each run reads the key's newest versions; a
+/// run frees more rows than the writes in between add.
+pub fn prune_keys(before: &UserState, after: &Plan, every: u64) -> Vec<String> {
+    let every = every.max(1);
+    let mut keys: Vec<String> = after
+        .keys
+        .iter()
+        .filter(|(k, m)| {
+            let old = before.keys.get(*k).map_or(0, |o| o.version);
+            m.version / every != old / every
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.sort_unstable();
+    keys
 }
 
 fn apply_write(
     p: &mut Plan,
     op: usize,
-    w: Write,
+    w: &Write,
     device_id: &str,
     now_ms: i64,
     values: &Values,
@@ -258,7 +350,7 @@ fn apply_write(
         Decision::Reject | Decision::Accept { conflict: true } => {
             let merged = stored
                 .as_ref()
-                .and_then(|s| try_merge(rows.p, values, &key, &w, s, incoming_updated_at));
+                .and_then(|s| try_merge(rows.p, values, &key, w, s, incoming_updated_at));
             match (merged, stored.as_ref()) {
                 (Some(m), Some(s)) => {
                     let incoming = w.value.as_deref().unwrap_or_default();
@@ -417,11 +509,11 @@ pub fn merge_inputs(state: &UserState, ops: &[Op]) -> Vec<(String, u64)> {
     needed.into_iter().collect()
 }
 
-fn answer_json(shape: Shape, mut results: Vec<KeyResult>, cursor: u64) -> String {
-    let json = match shape {
+fn answer_of(shape: Shape, mut results: Vec<KeyResult>, cursor: u64) -> Answer {
+    match shape {
         Shape::Single => {
             let r = results.pop();
-            serde_json::to_string(&WriteResponse {
+            Answer::Write(WriteResponse {
                 success: true,
                 key: r.as_ref().map(|r| r.key.clone()).unwrap_or_default(),
                 version: r.as_ref().map_or(0, |r| r.version),
@@ -439,7 +531,7 @@ fn answer_json(shape: Shape, mut results: Vec<KeyResult>, cursor: u64) -> String
                 }
                 conflicts.extend(r.conflict);
             }
-            serde_json::to_string(&BatchResponse {
+            Answer::Batch(BatchResponse {
                 success: true,
                 synced,
                 conflicts,
@@ -447,9 +539,7 @@ fn answer_json(shape: Shape, mut results: Vec<KeyResult>, cursor: u64) -> String
                 cursor,
             })
         }
-    };
-    // Serialising plain structs of strings and integers cannot fail.
-    json.unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -478,15 +568,19 @@ mod tests {
 
     /// `plan` with no stored values to merge against.
     fn plan_(s: &UserState, ops: Vec<Op>, now: i64) -> Plan {
-        plan(s, ops, now, &Values::new())
+        plan(s, &ops, now, &Values::new())
+    }
+
+    fn write_answer(r: &Result<Answer, SyncError>) -> WriteResponse {
+        match r {
+            Ok(Answer::Write(w)) => w.clone(),
+            other => panic!("not a write answer: {other:?}"),
+        }
     }
 
     fn adopt(state: &mut UserState, p: Plan) -> Vec<WriteResponse> {
-        state
-            .adopt(p)
-            .into_iter()
-            .map(|r| serde_json::from_str(&r.unwrap()).unwrap())
-            .collect()
+        state.adopt(&p);
+        p.replies.iter().map(write_answer).collect()
     }
 
     #[test]
@@ -545,6 +639,24 @@ mod tests {
     }
 
     #[test]
+    fn retention_runs_for_a_key_once_per_few_versions() {
+        let mut s = UserState::default();
+        let (mut every_8, mut every_1) = (0, 0);
+        for n in 0..32 {
+            let base = s.keys.get("a").map(|m| m.version);
+            let p = plan_(
+                &s,
+                vec![single(put("a", &n.to_string(), base, None), None)],
+                5,
+            );
+            every_8 += prune_keys(&s, &p, 8).len();
+            every_1 += prune_keys(&s, &p, 1).len();
+            adopt(&mut s, p);
+        }
+        assert_eq!((every_8, every_1), (4, 32));
+    }
+
+    #[test]
     fn identical_value_is_a_no_op() {
         let mut s = UserState::default();
         let p = plan_(&s, vec![single(put("a", "1", None, None), None)], 5);
@@ -585,23 +697,37 @@ mod tests {
             "the duplicate in the same group is not applied"
         );
         assert_eq!(p.replies[0], p.replies[1]);
-        let first = p.replies[0].clone();
+        // What is stored for the requestId is the answer's exact text.
+        let first = p.replies[0].clone().unwrap();
+        assert_eq!(p.requests, [("r1".to_string(), first.to_json())]);
         adopt(&mut s, p);
+        // An answer from an earlier group (D1 holds it) replays as stored;
+        // the same id for another key, or for a batch, is refused.
+        let stored = Answer::Stored(first.to_json());
         let again = single(put("a", "different", None, None), Some("r1"));
-        let p = plan_(&s, vec![again], 6);
-        assert!(!p.writes_anything());
-        assert_eq!(p.replies[0], first);
-        // The same id for another key, or for a batch, is refused.
+        assert_eq!(replay(&again, stored.clone()), Ok(stored.clone()));
+        assert_eq!(stored.to_json(), first.to_json());
         let other_key = single(put("b", "1", None, None), Some("r1"));
         let batch = Op {
             shape: Shape::Batch,
             ..single(put("a", "1", None, None), Some("r1"))
         };
-        let p = plan_(&s, vec![other_key, batch], 7);
-        assert!(!p.writes_anything());
-        for r in &p.replies {
-            assert_eq!(r.as_ref().unwrap_err().code(), "invalid_request");
+        for op in [&other_key, &batch] {
+            let e = replay(op, stored.clone()).unwrap_err();
+            assert_eq!(e.code(), "invalid_request");
         }
+        // Within one group the same rules hold.
+        let batch = Op {
+            request_id: Some("r2".into()),
+            ..batch
+        };
+        let p = plan_(
+            &s,
+            vec![single(put("c", "1", None, None), Some("r2")), batch],
+            7,
+        );
+        assert_eq!(p.history.len(), 1);
+        assert_eq!(p.replies[1].as_ref().unwrap_err().code(), "invalid_request");
     }
 
     #[test]
@@ -625,7 +751,9 @@ mod tests {
             ],
         };
         let p = plan_(&s, vec![op], 100);
-        let b: BatchResponse = serde_json::from_str(p.replies[0].as_ref().unwrap()).unwrap();
+        let Ok(Answer::Batch(b)) = &p.replies[0] else {
+            panic!("{:?}", p.replies[0]);
+        };
         assert_eq!(b.synced, ["a", "b"]);
         assert_eq!(b.conflicts.len(), 1);
         assert_eq!(b.conflicts[0].winner, Winner::Incoming);
@@ -662,7 +790,7 @@ mod tests {
             merge_inputs(&s, &ops),
             [("list".to_string(), 1), ("list".to_string(), 2)]
         );
-        let p = plan(&s, ops, 30, &values);
+        let p = plan(&s, &ops, 30, &values);
         assert_eq!(
             p.history.len(),
             2,
@@ -694,7 +822,7 @@ mod tests {
             single(put("list", b, Some(1), Some(21)), None),
         ];
         assert_eq!(merge_inputs(&s, &ops), [("list".to_string(), 1)]);
-        let p = plan(&s, ops, 30, &values);
+        let p = plan(&s, &ops, 30, &values);
         let current = p.current();
         // b removed 1, a added 3: both hold.
         assert_eq!(
@@ -712,7 +840,7 @@ mod tests {
             vec![single(put("list", incoming, Some(0), Some(20)), None)],
             30,
         );
-        let r: WriteResponse = serde_json::from_str(p.replies[0].as_ref().unwrap()).unwrap();
+        let r = write_answer(&p.replies[0]);
         assert_eq!(r.conflict.unwrap().resolution, Resolution::LastWriteWins);
         // A base from the future is not used either.
         let ops = vec![single(put("list", incoming, Some(7), Some(20)), None)];
