@@ -3,7 +3,8 @@
 // like the real app does. SyncManager notices those writes and syncs them;
 // remote changes arrive as `change` events and the page re-renders.
 
-import { SyncManager } from './sync-manager.js';
+// The bundle the Worker serves (scripts/build-client.mjs builds it from ./sync-manager.js).
+import { SyncManager } from './dist/alternassist-sync.mjs';
 import { timeAgo } from './sync-status.js';
 
 const sync = new SyncManager(); // apiBase '/api' on this origin, the seven Alternassist keys
@@ -592,7 +593,9 @@ function renderConflicts() {
           const what = KEY_LABELS[c.key] ?? c.key;
           const text =
             c.resolution === 'merged'
-              ? 'Edits from two devices were merged; nothing was lost.'
+              ? c.lostElements?.length
+                ? `Edits from two devices were merged; ${c.lostElements.length} ${c.lostElements.length === 1 ? 'item' : 'items'} changed on both took the other version (kept here: restore brings it back).`
+                : 'Edits from two devices were merged; nothing was lost.'
               : c.winner === 'local'
                 ? 'Your edit was newer and won. The other version is kept on the server.'
                 : 'An edit from another device was newer and won. Your version is kept.';
@@ -834,4 +837,7 @@ render();
 renderAccount();
 renderConflicts();
 sync.start();
-if (!sync.signedIn) showAuth();
+// (A sign-in that storage lost is looked for in IndexedDB first.)
+sync.ready.then(() => {
+  if (!sync.signedIn) showAuth();
+});

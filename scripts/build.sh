@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Rust Worker into build/: worker-build 0.8.7 writes index.js (the
+# Builds the Rust Worker into build/, and the client bundles into
+# client-demo/dist/ (scripts/build-client.mjs). worker-build 0.8.7 writes index.js (the
 # bundled JS glue) and index_bg.wasm there, plus build/worker/shim.mjs, which
 # re-exports index.js and is what wrangler.toml's `main` points at. Runs scripts/setup.sh first unless
 # SKIP_SETUP=1. Extra arguments go to worker-build (default: --release).
@@ -81,6 +82,8 @@ else
   mv "$wasm.stripped" "$wasm"
   printf '%s\n' "$want" >"$stamp"
 fi
+# The client bundles the Worker serves (client-demo/dist/, not committed): about a second.
+node "$ROOT/scripts/build-client.mjs"
 bytes=$(wc -c <"$wasm" | tr -d ' ')
 gz=$(gzip -9 -c "$wasm" | wc -c | tr -d ' ')
 say "$wasm: $bytes bytes, $gz bytes gzip -9 (free plan limit: 3 MB gzip for the whole Worker)"

@@ -51,7 +51,7 @@ SKIP_SETUP=1 . "$ROOT/scripts/setup.sh"
 ST="$ROOT/.venv/bin/schemathesis"
 PY="$ROOT/.venv/bin/python"
 WRANGLER="$ROOT/node_modules/.bin/wrangler"
-[ -x "$ST" ] || { echo "schemathesis: $ST is missing: run scripts/setup.sh" >&2; exit 1; }
+[ -x "$ST" ] || { echo "schemathesis: $ST is missing: run scripts/setup.sh --for test" >&2; exit 1; }
 [ -f "$ROOT/build/worker/shim.mjs" ] || { echo "schemathesis: no build/: run scripts/build.sh" >&2; exit 1; }
 
 STATE="$(mktemp -d "${TMPDIR:-/tmp}/alternassist-schemathesis.XXXXXX")"

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Installs everything the Worker needs to build, run and test, skipping each
-# step that is already satisfied (a second run takes about a second):
-#   - the Rust wasm32-unknown-unknown target, clippy and rustfmt (rustup)
+# Installs what the Worker needs, skipping each step that is already
+# satisfied (a second run takes about a second). To build and run it
+# (./scripts/setup.sh; dev.sh, build.sh and deploy.sh use this):
+#   - the Rust wasm32-unknown-unknown target (rustup)
 #   - worker-build 0.8.7 and the wasm-bindgen CLI matching Cargo.lock (cargo install)
 #   - a Node.js that the pinned wrangler accepts (its `engines` in
 #     package-lock.json): the machine's own node when new enough, otherwise a
 #     pinned build from the npm registry (package node-<os>-<arch>) kept in
 #     ~/.cache/alternassist-sync/ and put first on PATH by these scripts
 #   - the npm packages pinned in package-lock.json (wrangler, esbuild, binaryen, ...)
+# To test it as well (./scripts/setup.sh --for test; test.sh uses this):
+#   - clippy and rustfmt (rustup)
+#   - Chromium for the browser tests (apt-get)
 #   - schemathesis (pinned) in a project-local Python venv, .venv/ (python3 -m venv, pip)
 #
-# Run it (./scripts/setup.sh) or source it (. scripts/setup.sh): sourcing also
-# leaves those tools on your shell's PATH, e.g. for `npx wrangler login`.
-# With SKIP_SETUP=1, sourcing only sets up PATH and installs nothing.
+# Run it (./scripts/setup.sh [--for test]) or source it (. scripts/setup.sh
+# [--for test]): sourcing also leaves those tools on your shell's PATH, e.g.
+# for `npx wrangler login`. With SKIP_SETUP=1, sourcing only sets up PATH and
+# installs nothing. AAS_SETUP_FOR=test is the same as --for test.
 
 # ---- configuration -----------------------------------------------------------
 AAS_WORKER_BUILD_VERSION="0.8.7"
@@ -20,6 +25,12 @@ AAS_NODE_VERSION="22.23.3"     # fetched from the npm registry when the machine'
 AAS_SCHEMATHESIS_VERSION="4.32.5"  # PyPI, into .venv/ (scripts/schemathesis.sh)
 AAS_TOOLS_DIR="${AAS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/alternassist-sync}"
 AAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+AAS_SETUP_FOR="${AAS_SETUP_FOR:-run}"
+if [ "${1:-}" = "--for" ]; then AAS_SETUP_FOR="${2:-run}"; fi
+case "$AAS_SETUP_FOR" in
+  run | test) ;;
+  *) printf 'setup: --for takes run or test, not %s\n' "$AAS_SETUP_FOR" >&2; AAS_SETUP_FOR=run ;;
+esac
 
 # ---- helpers -----------------------------------------------------------------
 _aas_say() { printf 'setup: %s\n' "$*"; }
@@ -117,26 +128,12 @@ _aas_setup() {
   command -v rustup >/dev/null || { _aas_say "rustup not found: install Rust with rustup (https://rustup.rs)"; return 1; }
   command -v npm >/dev/null || { _aas_say "npm not found: install Node.js (with npm)"; return 1; }
 
-  # 1. Rust target and components.
+  # 1. Rust target.
   if rustup target list --installed | grep -qx 'wasm32-unknown-unknown'; then
     _aas_say "ok   rust target wasm32-unknown-unknown"
   else
     _aas_say "run  rustup target add wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown
-  fi
-  local installed_components missing=()
-  installed_components="$(rustup component list --installed)"
-  local c
-  for c in clippy rustfmt; do
-    if grep -q "^$c\(-\|$\)" <<<"$installed_components"; then
-      _aas_say "ok   rust component $c"
-    else
-      missing+=("$c")
-    fi
-  done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    _aas_say "run  rustup component add ${missing[*]}"
-    rustup component add "${missing[@]}"
   fi
 
   # 2. worker-build.
@@ -201,7 +198,28 @@ _aas_setup() {
     printf '%s\n' "$want_hash" >"$stamp"
   fi
 
-  # 6. Debian's Chromium for the browser tests (playwright-core drives it;
+  if [ "$AAS_SETUP_FOR" != "test" ]; then
+    _aas_say "done in $((SECONDS - t0))s (what running the Worker needs; ./scripts/setup.sh --for test adds the test tools)"
+    return 0
+  fi
+
+  # 6. Rust components for the checks.
+  local installed_components missing=()
+  installed_components="$(rustup component list --installed)"
+  local c
+  for c in clippy rustfmt; do
+    if grep -q "^$c\(-\|$\)" <<<"$installed_components"; then
+      _aas_say "ok   rust component $c"
+    else
+      missing+=("$c")
+    fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    _aas_say "run  rustup component add ${missing[*]}"
+    rustup component add "${missing[@]}"
+  fi
+
+  # 7. Debian's Chromium for the browser tests (playwright-core drives it;
   # Playwright's own browser download is not used).
   if [ -x /usr/bin/chromium ]; then
     _aas_say "ok   chromium ($(/usr/bin/chromium --version 2>/dev/null | head -n 1))"
@@ -217,7 +235,7 @@ _aas_setup() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
   fi
 
-  # 7. schemathesis (API fuzzing, scripts/schemathesis.sh) in a project-local
+  # 8. schemathesis (API fuzzing, scripts/schemathesis.sh) in a project-local
   # venv, .venv/, from PyPI at a pinned version.
   if [ -x .venv/bin/schemathesis ] &&
     [ "$(.venv/bin/schemathesis --version 2>/dev/null)" = "schemathesis, version $AAS_SCHEMATHESIS_VERSION" ]; then

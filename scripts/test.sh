@@ -8,7 +8,8 @@
 #      integration tests and the short soak test, which start their own
 #      `wrangler dev` servers on the build
 #   5. the load tool in quick mode (proves it runs; asserts no timing)
-#   6. client unit tests (node), browser tests (Chromium), schemathesis
+#   6. the client: bundle (esbuild), types (tsc), unit tests (node), the
+#      npm package (pack and install), browser tests (Chromium); schemathesis
 #
 #   QUICK=1 ./scripts/test.sh      # skip clippy
 #   SKIP_SETUP=1 ./scripts/test.sh # skip the install checks
@@ -35,8 +36,9 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# Everything, the test tools (Chromium, schemathesis, clippy) included.
 # shellcheck source=scripts/setup.sh
-. "$ROOT/scripts/setup.sh"
+. "$ROOT/scripts/setup.sh" --for test
 
 run "cargo fmt --check" cargo fmt --check
 if [ "${QUICK:-0}" = "1" ]; then
@@ -50,7 +52,10 @@ run "cargo test" cargo test
 # (cargo test includes the short soak test, tests/soak.) The load tool in
 # quick mode proves it works; it asserts no timing.
 run "bench (quick)" cargo test --bench load -- --quick
+run "client bundle" node scripts/build-client.mjs
+run "client types (tsc)" node_modules/.bin/tsc -p tests/types
 run "client unit tests" node --test tests/browser/unit/
+run "client package (npm pack)" node --test tests/browser/package.test.mjs
 run "browser tests" node --test tests/browser/e2e.test.mjs
 run "schemathesis" "$ROOT/scripts/schemathesis.sh"
 

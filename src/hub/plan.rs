@@ -29,6 +29,9 @@ pub struct UserState {
     /// Counter for `sync_history` rows (accepted values and conflict losers).
     pub hist_seq: u64,
     pub keys: HashMap<String, KeyMeta>,
+    /// Versions of each key since retention last ran for it, as far as this
+    /// object knows; a key missing here (after a wake) is pruned next time.
+    pub unpruned: HashMap<String, u64>,
 }
 
 /// Which endpoint a write came from decides the shape of its answer.
@@ -150,6 +153,8 @@ pub struct Plan {
     pub prune_requests_before: Option<i64>,
     /// Keys whose old history retention looks at in this commit, sorted.
     pub prune_keys: Vec<String>,
+    /// `UserState::unpruned` after this plan.
+    pub unpruned: HashMap<String, u64>,
     /// One answer (or refusal) per op, in order.
     pub replies: Vec<Result<Answer, SyncError>>,
 }
@@ -160,6 +165,7 @@ impl UserState {
         self.cursor = plan.cursor;
         self.hist_seq = plan.hist_seq;
         self.keys.clone_from(&plan.keys);
+        self.unpruned.clone_from(&plan.unpruned);
     }
 
     /// Whether `plan` was made from exactly this state's counters.
@@ -279,23 +285,29 @@ pub fn plan(state: &UserState, ops: &[Op], now_ms: i64, values: &Values) -> Plan
     p
 }
 
-/// The keys whose retention runs with `after`: each key about once per
-/// `every` of its versions (whenever its version passes a multiple of it),
-/// not on every write, since each run reads the key's newest versions; a
-/// run frees more rows than the writes in between add.
-pub fn prune_keys(before: &UserState, after: &Plan, every: u64) -> Vec<String> {
-    let every = every.max(1);
-    let mut keys: Vec<String> = after
-        .keys
-        .iter()
-        .filter(|(k, m)| {
-            let old = before.keys.get(*k).map_or(0, |o| o.version);
-            m.version / every != old / every
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
+/// Chooses the keys whose retention runs with `plan`: each key once per
+/// `every` of its new versions (and on its first write after a wake), not
+/// on every write, since each run reads the key's newest versions; a run
+/// frees more rows than the writes in between add.
+pub fn choose_prune_keys(state: &UserState, plan: &mut Plan, every: u64) {
+    let mut unpruned = state.unpruned.clone();
+    let mut keys = Vec::new();
+    for (key, meta) in &plan.keys {
+        let old = state.keys.get(key).map(|m| m.version);
+        if old == Some(meta.version) {
+            continue;
+        }
+        let count = unpruned.get(key).map_or(every, |n| n + 1);
+        if count >= every {
+            keys.push(key.clone());
+            unpruned.insert(key.clone(), 0);
+        } else {
+            unpruned.insert(key.clone(), count);
+        }
+    }
     keys.sort_unstable();
-    keys
+    plan.prune_keys = keys;
+    plan.unpruned = unpruned;
 }
 
 fn apply_write(
@@ -641,19 +653,29 @@ mod tests {
     #[test]
     fn retention_runs_for_a_key_once_per_few_versions() {
         let mut s = UserState::default();
-        let (mut every_8, mut every_1) = (0, 0);
-        for n in 0..32 {
-            let base = s.keys.get("a").map(|m| m.version);
-            let p = plan_(
+        // Two keys written in turn: versions of each jump by two.
+        let mut runs: HashMap<String, usize> = HashMap::new();
+        for n in 0..64 {
+            let key = if n % 2 == 0 { "a" } else { "b" };
+            let base = s.keys.get(key).map(|m| m.version);
+            let mut p = plan_(
                 &s,
-                vec![single(put("a", &n.to_string(), base, None), None)],
+                vec![single(put(key, &n.to_string(), base, None), None)],
                 5,
             );
-            every_8 += prune_keys(&s, &p, 8).len();
-            every_1 += prune_keys(&s, &p, 1).len();
+            choose_prune_keys(&s, &mut p, 8);
+            for k in &p.prune_keys {
+                *runs.entry(k.clone()).or_default() += 1;
+            }
             adopt(&mut s, p);
         }
-        assert_eq!((every_8, every_1), (4, 32));
+        // Each key's first write (nothing known yet), then every 8th.
+        assert_eq!((runs["a"], runs["b"]), (4, 4));
+        // Every write with `every` 1.
+        let base = s.keys.get("a").map(|m| m.version);
+        let mut p = plan_(&s, vec![single(put("a", "x", base, None), None)], 5);
+        choose_prune_keys(&s, &mut p, 1);
+        assert_eq!(p.prune_keys, ["a"]);
     }
 
     #[test]

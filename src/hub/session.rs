@@ -345,7 +345,7 @@ impl<R, S: Clone> Session<R, S> {
         self.commits += 1;
         let mut plan = plan::plan(state, &group.ops(), now, values);
         plan.commit_id = format!("{}-{}", self.nonce, self.commits);
-        plan.prune_keys = plan::prune_keys(state, &plan, self.limits.history_prune_every);
+        plan::choose_prune_keys(state, &mut plan, self.limits.history_prune_every);
         let every = self.limits.prune_every.max(1);
         if plan.cursor / every != plan.prev_cursor / every {
             plan.prune_requests_before = Some(now - REQUEST_ID_TTL_MS);

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import os from 'node:os';
 import { ROOT, startServer } from './server.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -22,13 +23,18 @@ const PASSWORD = 'correct horse battery';
 
 let server;
 let browser;
+// A page of the app's origin with a short heartbeat, on the served bundle.
+const HEARTBEAT_PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
+  import { SyncManager } from '/dist/alternassist-sync.mjs';
+  window.sync = new SyncManager({ pingMs: 500, deadMs: 1500 });
+</script>`;
 // E2E_TRACE=1 prints how long the slow steps take.
 const trace = process.env.E2E_TRACE ? (what, t0) => console.log(`[trace] ${what}: ${Date.now() - t0} ms`) : () => {};
 const contexts = new Set();
 
 before(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get update && apt-get install -y chromium`);
-  server = await startServer();
+  server = await startServer({ assets: { 'heartbeat.html': HEARTBEAT_PAGE } });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -57,12 +63,27 @@ after(async () => {
 let accounts = 0;
 const newEmail = () => `device-test-${process.pid}-${Date.now()}-${++accounts}@example.com`;
 
-/** A device: a browser context (its own storage) with the demo page open. */
-async function openDevice({ viewport = { width: 1360, height: 820 } } = {}) {
-  const t0 = Date.now();
-  const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
+/**
+ * A browser context (one device: its own storage). E2E_CLIENT_FILE=path
+ * serves that file as the client bundle instead (an older sync-manager.js,
+ * say, to watch a test fail before its fix).
+ */
+async function newContext(options = {}) {
+  const context = await browser.newContext({ reducedMotion: 'reduce', ...options });
   contexts.add(context);
   context.setDefaultTimeout(WAIT);
+  if (process.env.E2E_CLIENT_FILE) {
+    const body = fs.readFileSync(process.env.E2E_CLIENT_FILE, 'utf8');
+    await context.route(/\/dist\/alternassist-sync\.mjs$/, (r) => r.fulfill({ contentType: 'text/javascript', body }));
+  }
+  return context;
+}
+
+/** A device: a browser context with the demo page open. `init` runs in every page before its scripts. */
+async function openDevice({ viewport = { width: 1360, height: 820 }, init = null } = {}) {
+  const t0 = Date.now();
+  const context = await newContext({ viewport });
+  if (init) await context.addInitScript(init);
   const page = await newPage(context);
   trace('open device', t0);
   return { context, page };
@@ -531,4 +552,229 @@ test('history: restore an old version from the History panel; both devices take 
   await a.page.getByText('Third Version Ltd').waitFor();
   await waitSynced(b.page);
   assert.equal(await b.page.evaluate(() => window.sync.conflicts.length), 0);
+});
+
+// ------------------------------------------------------------ issue 14
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test("storage full: a value that does not fit in this browser's storage is not taken as synced, and is taken once space is freed", { timeout: 120_000 }, async () => {
+  const { a, b } = await twoDevices();
+  // Fill b's localStorage (an untracked key) to its quota, then free a little.
+  await b.page.evaluate(() => {
+    const chunk = 'j'.repeat(256 * 1024);
+    let n = 0;
+    try {
+      for (; n < 400; n++) localStorage.setItem(`junk-${n}`, chunk);
+    } catch (e) {
+      if (e.name !== 'QuotaExceededError') throw e;
+    }
+    localStorage.removeItem(`junk-${n - 1}`);
+    localStorage.removeItem(`junk-${n - 2}`);
+  });
+  const versionOnB = async () => JSON.parse(await getItem(b.page, 'sync-state')).versions.estimates ?? null;
+  const before = await versionOnB();
+  const big = JSON.stringify([{ id: 'est-big', client: 'Big Client', notes: 'n'.repeat(1_500_000), updatedAt: Date.now() }]);
+  await setItem(a.page, 'estimates', big);
+  await waitSynced(a.page);
+  await b.page.waitForFunction(() => window.sync.status === 'error' && window.sync.error?.code === 'storage_full', null, { timeout: 20_000 });
+  assert.equal(await getItem(b.page, 'estimates'), null, 'nothing half-written');
+  assert.equal(await versionOnB(), before, 'the key stays at the version b really has');
+  assert.equal((await indicator(b.page)).state, 'error');
+  await sleep(1000);
+  assert.equal(await b.page.evaluate(() => window.sync.status), 'error', 'and says so until it is fixed');
+
+  await b.page.evaluate(() => {
+    for (const k of Object.keys(localStorage)) if (k.startsWith('junk-')) localStorage.removeItem(k);
+  });
+  await b.page.waitForFunction(() => window.sync.status === 'synced' && (localStorage.getItem('estimates') ?? '').length > 1_000_000, null, { timeout: 30_000 });
+  assert.equal(await getItem(b.page, 'estimates'), big);
+});
+
+test('localStorage.clear() in the page keeps the device signed in; the account data comes back', { timeout: 60_000 }, async () => {
+  const { a, b } = await twoDevices();
+  const value = JSON.stringify([{ id: 'cue-clear', project: 'Kept', cue: '2M1', minutes: 5, updatedAt: Date.now() }]);
+  await setItem(a.page, 'cue-tracker-sessions', value);
+  await waitValue(b.page, 'cue-tracker-sessions', (v) => v !== null && v.includes('cue-clear'), 'value on b');
+  const token = await getItem(b.page, 'sync-token');
+  await b.page.evaluate(() => localStorage.clear());
+  assert.equal(await getItem(b.page, 'sync-token'), token, 'the token is written back at once');
+  await waitValue(b.page, 'cue-tracker-sessions', (v) => v !== null && v.includes('cue-clear'), 'the data comes back from the account');
+  await waitSynced(b.page);
+  assert.equal(await getItem(b.page, 'cue-tracker-sessions'), value);
+  assert.equal(await b.page.evaluate(() => window.sync.signedIn), true);
+  // Nothing was deleted for the other device, and a reload is still signed in.
+  assert.equal(await getItem(a.page, 'cue-tracker-sessions'), value);
+  await b.page.reload();
+  await b.page.waitForFunction(() => window.sync !== undefined && window.sync.signedIn);
+
+  // Cleared while the library is not loaded (an app resetting itself at start-up): the IndexedDB copy signs it back in.
+  await b.page.evaluate(() => {
+    window.sync.destroy();
+    localStorage.clear();
+  });
+  assert.equal(await getItem(b.page, 'sync-token'), null);
+  await b.page.reload();
+  await b.page.waitForFunction(() => window.sync !== undefined);
+  await b.page.evaluate(() => window.sync.ready);
+  assert.equal(await b.page.evaluate(() => window.sync.signedIn), true, 'signed in again');
+  await waitValue(b.page, 'cue-tracker-sessions', (v) => v !== null && v.includes('cue-clear'), 'the data comes back again');
+  await waitSynced(b.page);
+  assert.equal(await b.page.locator('#auth-dialog').isVisible(), false, 'no sign-in asked for');
+});
+
+test('two tabs: the tab without the connection reports its own edit as pending until it is acknowledged', { timeout: 60_000 }, async () => {
+  const { a, b } = await twoDevices();
+  const tab2 = await newPage(b.context, '#payments');
+  await tab2.waitForFunction(() => window.sync.status === 'synced');
+  const seen = await tab2.evaluate(() => {
+    const changes = [];
+    window.sync.on('change', (c) => changes.push([c.key, c.source]));
+    localStorage.setItem('outstanding-payments', JSON.stringify([{ id: 'op-tab2', client: 'Tab Two', amount: 9, updatedAt: Date.now() }]));
+    return { leader: window.sync._leader, status: window.sync.status, pending: window.sync.pendingCount, changes };
+  });
+  assert.equal(seen.leader, false, 'tab2 follows');
+  assert.notEqual(seen.status, 'synced', 'not synced right after its own edit');
+  assert.ok(seen.pending >= 1, `pending ${seen.pending}`);
+  assert.deepEqual(seen.changes, [['outstanding-payments', 'local']], 'its own edit is announced');
+  await tab2.evaluate(() => window.sync.whenSynced(10_000));
+  assert.equal(await tab2.evaluate(() => window.sync.pendingCount), 0);
+  await waitValue(a.page, 'outstanding-payments', (v) => v !== null && v.includes('op-tab2'), 'the edit reaches a');
+});
+
+test('without Web Locks (as on a plain http:// LAN address) two tabs still use one socket and send each edit once', { timeout: 90_000 }, async () => {
+  const email = newEmail();
+  const a = await openDevice();
+  await signIn(a.page, email, true);
+  // What a non-secure origin looks like to the library: no navigator.locks.
+  const noLocks = () => Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined, configurable: true });
+  const b = await openDevice({ init: noLocks });
+  const open = new Set();
+  let puts = 0;
+  const watch = (page) =>
+    page.on('websocket', (ws) => {
+      if (!ws.url().endsWith('/api/ws')) return;
+      open.add(ws);
+      ws.on('close', () => open.delete(ws));
+      ws.on('framesent', (f) => {
+        if (String(f.payload).includes('"type":"put"') && String(f.payload).includes('lan-tab')) puts++;
+      });
+    });
+  watch(b.page);
+  assert.equal(await b.page.evaluate(() => navigator.locks), undefined);
+  await signIn(b.page, email, false);
+  const tab2 = await b.context.newPage();
+  watch(tab2);
+  await tab2.goto(`${server.base}/#payments`);
+  await tab2.waitForFunction(() => window.sync !== undefined && window.sync.status === 'synced');
+  await sleep(1500);
+  assert.equal(open.size, 1, 'one socket for the two tabs');
+  await setItem(tab2, 'alternatone-payments', JSON.stringify([{ id: 'lan-tab', payer: 'LAN Tab', amount: 3, updatedAt: Date.now() }]));
+  await waitValue(a.page, 'alternatone-payments', (v) => v !== null && v.includes('LAN Tab'), 'the edit reaches a');
+  await tab2.evaluate(() => window.sync.whenSynced(10_000));
+  await sleep(500);
+  assert.equal(puts, 1, 'sent once');
+});
+
+// What Chromium does to a background tab's timers (intensive wake-up
+// throttling: they run only at wake-ups once a minute), scaled down to one
+// wake-up every 4 s, switched on with window.__throttle(true). Messages from
+// the network still arrive at once, as in a real background tab. (CDP's
+// Page.setWebLifecycleState does not freeze a visible headless page.)
+const THROTTLE_TIMERS = () => {
+  const WAKE = 4000;
+  const realSetTimeout = window.setTimeout.bind(window);
+  const realClearTimeout = window.clearTimeout.bind(window);
+  let on = false;
+  window.__throttle = (v) => (on = v);
+  const delay = (ms) => (on ? Math.ceil((Date.now() + (ms || 0)) / WAKE) * WAKE - Date.now() : ms);
+  window.setTimeout = (fn, ms, ...args) => realSetTimeout(fn, delay(ms), ...args);
+  const intervals = new Map();
+  let next = 1;
+  window.setInterval = (fn, ms, ...args) => {
+    const id = next++;
+    const arm = () => intervals.set(id, realSetTimeout(() => (arm(), fn(...args)), delay(Math.max(ms || 0, 4))));
+    arm();
+    return -id;
+  };
+  window.clearInterval = (id) => {
+    realClearTimeout(intervals.get(-id));
+    intervals.delete(-id);
+  };
+};
+
+test('a background tab with throttled timers keeps its healthy socket (timers that ran late are not silence)', { timeout: 60_000 }, async () => {
+  const context = await newContext();
+  await context.addInitScript(THROTTLE_TIMERS);
+  const page = await context.newPage();
+  let sockets = 0;
+  page.on('websocket', (ws) => ws.url().endsWith('/api/ws') && sockets++);
+  await page.goto(`${server.base}/heartbeat.html`); // pingMs 500, deadMs 1500
+  await page.waitForFunction(() => window.sync !== undefined);
+  await page.evaluate(async ([email, password]) => {
+    await window.sync.register(email, password, 'background tab');
+    await window.sync.start();
+    await window.sync.whenSynced(10_000);
+  }, [newEmail(), PASSWORD]);
+  await page.waitForFunction(() => window.sync._link === 'live'); // (a first sign-in syncs over REST, then goes live)
+  assert.equal(sockets, 1);
+  await page.evaluate(() => window.__throttle(true));
+  await sleep(10_000); // two or three wake-ups, each further apart than deadMs
+  assert.equal(sockets, 1, 'no reconnect while throttled');
+  assert.equal(await page.evaluate(() => window.sync.status), 'synced');
+});
+
+test('Electron-style: a page from file:// with the classic build and an absolute apiBase', { timeout: 120_000 }, async () => {
+  // file:// pages send `Origin: null`: the deployment must allow it (see the README), this test's server does.
+  const allowing = await startServer({ vars: { ALLOWED_ORIGINS: 'http://localhost:8787,http://127.0.0.1:8787,null' } });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alternassist-sync-file-'));
+  try {
+    fs.copyFileSync(path.join(ROOT, 'client-demo/dist/alternassist-sync.js'), path.join(dir, 'alternassist-sync.js'));
+    fs.writeFileSync(
+      path.join(dir, 'index.html'),
+      `<!doctype html><meta charset="utf-8">
+      <script>window.nativeSyncManager = window.SyncManager;</script>
+      <script src="./alternassist-sync.js"></script>
+      <script>
+        window.sync = new AlternassistSync.SyncManager({ apiBase: new URLSearchParams(location.search).get('api') });
+      </script>`,
+    );
+    const context = await newContext();
+    const page = await context.newPage();
+    const origins = [];
+    page.on('request', (r) => r.url().startsWith(allowing.base) && origins.push(r.headerValue('origin')));
+    page.on('websocket', (ws) => origins.push(`ws ${ws.url()}`));
+    await page.goto(`file://${dir}/index.html?api=${encodeURIComponent(`${allowing.base}/api`)}`);
+    await page.waitForFunction(() => window.sync !== undefined);
+    const globals = await page.evaluate(() => ({
+      ns: typeof window.AlternassistSync?.SyncManager,
+      native: window.SyncManager === window.nativeSyncManager,
+      ours: window.SyncManager !== window.AlternassistSync.SyncManager,
+    }));
+    assert.deepEqual(globals, { ns: 'function', native: true, ours: true }, 'the Background Sync global is left alone');
+    const email = newEmail();
+    await page.evaluate(async ([email, password]) => {
+      await window.sync.register(email, password, 'Electron app');
+      await window.sync.start();
+      await window.sync.whenSynced(10_000);
+      localStorage.setItem('estimates', JSON.stringify([{ id: 'from-file', client: 'Desktop', updatedAt: Date.now() }]));
+      await window.sync.whenSynced(10_000);
+    }, [email, PASSWORD]);
+    assert.equal(await page.evaluate(() => window.sync._link), 'live', 'over the WebSocket');
+    const sent = new Set(await Promise.all(origins));
+    assert.ok(sent.has('null'), `the page sends Origin: null (${[...sent].join(', ')})`);
+    const token = await page.evaluate(() => localStorage.getItem('sync-token'));
+    const res = await fetch(`${allowing.base}/api/sync`, { headers: { authorization: `Bearer ${token}` } });
+    assert.ok((await res.json()).data.estimates.includes('from-file'), 'the edit is on the server');
+
+    // The default configuration does not allow `null`: the same page cannot reach it.
+    const refused = await context.newPage();
+    await refused.goto(`file://${dir}/index.html?api=${encodeURIComponent(`${server.base}/api`)}`);
+    await refused.waitForFunction(() => window.sync !== undefined);
+    const code = await refused.evaluate(() => window.sync.register(`x${Date.now()}@example.com`, 'correct horse battery').then(() => 'ok', (e) => e.code));
+    assert.equal(code, 'network', 'CORS refuses the null origin');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    await allowing.stop();
+  }
 });

@@ -40,6 +40,17 @@ function tail(file, lines = 40) {
   }
 }
 
+/** Sets `[vars]` entries in a copied wrangler.toml (replacing the line of a var already there). */
+function setVars(toml, vars) {
+  let text = fs.readFileSync(toml, 'utf8');
+  for (const [name, value] of Object.entries(vars)) {
+    const line = `${name} = ${JSON.stringify(String(value))}`;
+    const re = new RegExp(`^${name} = .*$`, 'm');
+    text = re.test(text) ? text.replace(re, line) : text.replace(/^\[vars\]$/m, `[vars]\n${line}`);
+  }
+  fs.writeFileSync(toml, text);
+}
+
 function copyProject(dest) {
   const build = path.join(ROOT, 'build');
   const stamp = () =>
@@ -79,9 +90,17 @@ function run(cmd, args, opts) {
   });
 }
 
-export async function startServer() {
+/**
+ * Starts the Worker; `vars` overrides wrangler.toml's [vars] (e.g.
+ * ALLOWED_ORIGINS) for this server only; `assets` ({path: text}) adds files
+ * to the static assets it serves (test pages of the app's own origin).
+ */
+export async function startServer({ vars = {}, assets = {} } = {}) {
   if (!fs.existsSync(path.join(ROOT, 'build/worker/shim.mjs'))) {
     throw new Error('build/worker/shim.mjs is missing: run scripts/build.sh first');
+  }
+  if (!fs.existsSync(path.join(ROOT, 'client-demo/dist/alternassist-sync.mjs'))) {
+    throw new Error('client-demo/dist/ is missing: run node scripts/build-client.mjs (scripts/build.sh does)');
   }
   if (!fs.existsSync(WRANGLER)) throw new Error(`${WRANGLER} is missing: run npm ci (or scripts/setup.sh)`);
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'alternassist-sync-browser-'));
@@ -120,6 +139,8 @@ export async function startServer() {
   };
   try {
     await copyProject(project);
+    setVars(path.join(project, 'wrangler.toml'), vars);
+    for (const [file, text] of Object.entries(assets)) fs.writeFileSync(path.join(project, 'client-demo', file), text);
     await run(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', ...common], { cwd: project, env: { ...env, CI: 'true' } });
     const [port, inspectorPort] = await freePorts(2);
     const args = [

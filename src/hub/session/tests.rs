@@ -39,6 +39,7 @@ impl FakeD1 {
             cursor: self.cursor,
             hist_seq: self.hist_seq,
             keys: self.keys.clone(),
+            ..UserState::default()
         }
     }
 

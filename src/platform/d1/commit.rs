@@ -110,6 +110,7 @@ pub async fn load_state(db: &D1Database, user_id: &str) -> Result<UserState, Syn
                 )
             })
             .collect(),
+        unpruned: Default::default(),
     })
 }
 

@@ -52,7 +52,8 @@ thread_local! {
 
 /// With `D1_COST_LOG=1`, every batch on the hub's paths logs D1's own
 /// counters (rows read and written, index entries included) per statement,
-/// for the benchmarks: `d1-cost {"op":..,"user":..,"stmts":[..]}`.
+/// and the batch's wall time in ms, for the benchmarks:
+/// `d1-cost {"op":..,"user":..,"ms":..,"stmts":[..]}`.
 pub fn set_cost_log(on: bool) {
     COST_LOG.with(|c| c.set(on));
 }
@@ -68,8 +69,10 @@ async fn batch(
     statements: Vec<Labelled>,
 ) -> worker::Result<Vec<D1Result>> {
     let (tables, statements): (Vec<&str>, Vec<_>) = statements.into_iter().unzip();
+    let started = super::now_ms();
     let results = db.batch(statements).await?;
     if COST_LOG.with(Cell::get) {
+        let ms = super::now_ms() - started;
         let stmts: Vec<serde_json::Value> = tables
             .iter()
             .zip(&results)
@@ -82,7 +85,7 @@ async fn batch(
                 })
             })
             .collect();
-        let line = serde_json::json!({"op": op, "user": user_id, "stmts": stmts});
+        let line = serde_json::json!({"op": op, "user": user_id, "ms": ms, "stmts": stmts});
         worker::console_log!("d1-cost {line}");
     }
     Ok(results)

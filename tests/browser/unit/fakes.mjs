@@ -8,9 +8,23 @@
 
 import { SyncManager, mergeById } from '../../../client-demo/sync-manager.js';
 
-/** Anything with getItem/setItem/removeItem/key/length works as storage. */
+/**
+ * Anything with getItem/setItem/removeItem/key/length works as storage.
+ * `quota` (characters of keys and values, as browsers count localStorage)
+ * makes setItem throw a QuotaExceededError like a full localStorage does.
+ */
 export class MemoryStorage {
   #items = new Map();
+  #quota;
+  constructor({ quota = Infinity } = {}) {
+    this.#quota = quota;
+  }
+  get quota() {
+    return this.#quota;
+  }
+  set quota(q) {
+    this.#quota = q;
+  }
   get length() {
     return this.#items.size;
   }
@@ -21,13 +35,98 @@ export class MemoryStorage {
     return this.#items.has(String(k)) ? this.#items.get(String(k)) : null;
   }
   setItem(k, v) {
-    this.#items.set(String(k), String(v));
+    k = String(k);
+    v = String(v);
+    let used = k.length + v.length;
+    for (const [key, value] of this.#items) if (key !== k) used += key.length + value.length;
+    if (used > this.quota) throw new DOMException(`Setting the value of '${k}' exceeded the quota.`, 'QuotaExceededError');
+    this.#items.set(k, v);
   }
   removeItem(k) {
     this.#items.delete(String(k));
   }
   clear() {
     this.#items.clear();
+  }
+}
+
+/**
+ * Several tabs of one browser: one shared storage that each tab sees through
+ * its own view and window; a write through one view fires a `storage` event
+ * in every other tab (not in the writing one), as browsers do. `locks` is a
+ * Web Locks stand-in (navigator.locks) shared by the tabs.
+ */
+export class FakeBrowser {
+  constructor({ quota } = {}) {
+    this.shared = new MemoryStorage({ quota });
+    this.tabs = new Set();
+    const held = new Map(); // name -> [{cb, resolve}] (the first holds it)
+    const grant = (name) => {
+      const q = held.get(name);
+      if (!q?.length) return;
+      const head = q[0];
+      if (head.running) return;
+      head.running = true;
+      Promise.resolve()
+        .then(() => head.cb({ name }))
+        .then(head.resolve, head.reject)
+        .finally(() => {
+          q.shift();
+          grant(name);
+        });
+    };
+    this.locks = {
+      request: (name, cb) =>
+        new Promise((resolve, reject) => {
+          if (!held.has(name)) held.set(name, []);
+          held.get(name).push({ cb, resolve, reject });
+          grant(name);
+        }),
+    };
+  }
+
+  /** A new tab: {storage, win, navigator, close()}. */
+  tab({ locks = true } = {}) {
+    const browser = this;
+    const shared = this.shared;
+    const win = new EventTarget();
+    const tabRef = { win };
+    const notify = (key, oldValue, newValue) => {
+      for (const other of browser.tabs) {
+        if (other === tabRef) continue;
+        setTimeout(() => {
+          if (!browser.tabs.has(other)) return;
+          const ev = new Event('storage');
+          Object.assign(ev, { key, oldValue, newValue, storageArea: other.storage });
+          other.win.dispatchEvent(ev);
+        }, 1);
+      }
+    };
+    tabRef.storage = {
+      get length() {
+        return shared.length;
+      },
+      key: (i) => shared.key(i),
+      getItem: (k) => shared.getItem(k),
+      setItem(k, v) {
+        const old = shared.getItem(k);
+        shared.setItem(k, v);
+        if (old !== String(v)) notify(String(k), old, String(v));
+      },
+      removeItem(k) {
+        const old = shared.getItem(k);
+        shared.removeItem(k);
+        if (old !== null) notify(String(k), old, null);
+      },
+      clear() {
+        shared.clear();
+        notify(null, null, null);
+      },
+    };
+    tabRef.navigator = { onLine: true, userAgent: 'node', ...(locks && { locks: this.locks }) };
+    tabRef.close = () => browser.tabs.delete(tabRef);
+    this.tabs.add(tabRef);
+    return tabRef;
   }
 }
 
@@ -63,6 +162,7 @@ export class FakeServer {
     this.muted = new Set(); // device ids whose sockets get no change frames (to make a writer miss a change)
     this.onRequest = null; // (method, path) => void or a promise the answer waits for, called as each REST request arrives
     this.held = [];
+    this.failures = []; // [{method?, path? (RegExp), status, html?, retryAfter?}]: the next matching REST request gets this answer instead
     this.log = []; // every REST request and socket frame, for assertions
     const server = this;
     this.fetch = (url, init) => server.#fetch(url, init);
@@ -264,6 +364,18 @@ export class FakeServer {
     }
     this.log.push({ method, path: u.pathname + u.search, body });
     await this.onRequest?.(method, u.pathname + u.search);
+    const failure = this.failures.findIndex(
+      (f) => (!f.method || f.method === method) && (!f.path || f.path.test(u.pathname)),
+    );
+    if (failure >= 0) {
+      const [f] = this.failures.splice(failure, 1);
+      const headers = { 'content-type': f.html ? 'text/html' : 'application/json' };
+      if (f.retryAfter !== undefined) headers['retry-after'] = String(f.retryAfter);
+      const text = f.html
+        ? `<html><head><title>${f.status} Bad Gateway</title></head><body>edge error</body></html>`
+        : JSON.stringify({ success: false, error: { code: f.code ?? 'unavailable', message: 'try again' } });
+      return new Response(text, { status: f.status, headers });
+    }
     const json = (status, obj, headers = {}) =>
       new Response(JSON.stringify(obj), { status, headers: { 'content-type': 'application/json', ...headers } });
     const fail = (status, code) => json(status, { success: false, error: { code, message: code } });
@@ -486,9 +598,11 @@ class FakeSocket {
 }
 
 /** A device: its own storage and window, a SyncManager on the fake server. */
-export function device(server, { token = null, storage = new MemoryStorage(), ...options } = {}) {
-  const win = new EventTarget();
-  const navigator = { onLine: true, userAgent: 'node' };
+export function device(server, { token = null, storage = new MemoryStorage(), tab = null, ...options } = {}) {
+  // A tab of a FakeBrowser shares its storage, window events and locks with the browser's other tabs.
+  if (tab) storage = tab.storage;
+  const win = tab?.win ?? new EventTarget();
+  const navigator = tab?.navigator ?? { onLine: true, userAgent: 'node' };
   if (token) storage.setItem('sync-token', token);
   const sm = new SyncManager({
     apiBase: 'http://sync.test/api',
@@ -517,4 +631,31 @@ export function device(server, { token = null, storage = new MemoryStorage(), ..
       win.dispatchEvent(new Event('online'));
     },
   };
+}
+
+/**
+ * device() for a test file whose managers are destroyed after each test:
+ * `const { dev, cleanups } = devicesPerTest(afterEach)`. A test that
+ * destroys one itself (a reload) takes it off `cleanups`.
+ */
+export function devicesPerTest(afterEach) {
+  const cleanups = [];
+  afterEach(() => {
+    while (cleanups.length) cleanups.pop()();
+  });
+  const dev = (server, opts) => {
+    const d = device(server, opts);
+    cleanups.push(() => d.sm.destroy());
+    return d;
+  };
+  return { dev, cleanups };
+}
+
+/** A new device token for `email` (password1), as a second device's sign-in gets it. */
+export async function loginToken(server, email, deviceName) {
+  const res = await server.fetch('http://sync.test/api/auth/login', {
+    method: 'POST',
+    body: JSON.stringify({ email, password: 'password1', deviceName }),
+  });
+  return (await res.json()).token;
 }

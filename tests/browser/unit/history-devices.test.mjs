@@ -3,26 +3,11 @@
 // revocation, and writes the server merged three-way by id.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeServer, device, waitFor } from './fakes.mjs';
+import { FakeServer, devicesPerTest, loginToken, waitFor } from './fakes.mjs';
 import { SyncError } from '../../../client-demo/sync-manager.js';
 
 const j = (v) => JSON.stringify(v);
-const cleanups = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()();
-});
-function dev(server, opts) {
-  const d = device(server, opts);
-  cleanups.push(() => d.sm.destroy());
-  return d;
-}
-async function loginToken(server, email, deviceName) {
-  const res = await server.fetch('http://sync.test/api/auth/login', {
-    method: 'POST',
-    body: JSON.stringify({ email, password: 'password1', deviceName }),
-  });
-  return (await res.json()).token;
-}
+const { dev } = devicesPerTest(afterEach);
 async function twoLive(server, email) {
   const token = server.seedUser(email, 'password1', 'Studio iMac');
   const a = dev(server, { token });

@@ -4,19 +4,11 @@
 // heartbeat, REST fallback and revocation.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeServer, MemoryStorage, device, waitFor } from './fakes.mjs';
+import { FakeServer, MemoryStorage, devicesPerTest, loginToken, waitFor } from './fakes.mjs';
 import { SyncManager } from '../../../client-demo/sync-manager.js';
 
 const j = (v) => JSON.stringify(v);
-const cleanups = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()();
-});
-function dev(server, opts) {
-  const d = device(server, opts);
-  cleanups.push(() => d.sm.destroy());
-  return d;
-}
+const { dev, cleanups } = devicesPerTest(afterEach);
 const queueOf = (storage) => JSON.parse(storage.getItem('sync-queue') ?? '[]');
 const neverSyncedWithPending = (statuses) =>
   statuses.filter((s) => s.status === 'synced' && s.pendingCount > 0);
@@ -87,14 +79,6 @@ test('edits sync live to another device; remote changes are applied without echo
   assert.equal(b.sm.pendingCount, 0);
   assert.deepEqual(neverSyncedWithPending([...a.statuses, ...b.statuses]), []);
 });
-
-async function loginToken(server, email) {
-  const res = await server.fetch('http://sync.test/api/auth/login', {
-    method: 'POST',
-    body: JSON.stringify({ email, password: 'password1' }),
-  });
-  return (await res.json()).token;
-}
 
 test('register and login through the manager keep the token in storage', async () => {
   const server = new FakeServer();
