@@ -73,7 +73,7 @@ pub fn run(quick: bool, progress: &Progress) -> Result<Costs, String> {
         "D1 per edit (D1's meta, from the d1-cost log)",
         "rows written, by table",
         "rows read",
-        "batches",
+        "batches (all of those edits)",
     ]);
     for (kind, c) in &edits {
         edit_table.push(vec![
@@ -103,9 +103,10 @@ pub fn run(quick: bool, progress: &Progress) -> Result<Costs, String> {
         &|w| w.wake.read_cell(),
     ));
     wake_table.push(row("  rows the wake wrote", &|w| w.wake.written_cell()));
-    wake_table.push(row("  D1 time of the wake's batches, ms", &|w| {
-        w.wake.ms_cell()
-    }));
+    wake_table.push(row(
+        "  D1 time of the wake's batches (Worker clock), ms",
+        &|w| w.wake.ms_cell(),
+    ));
     wake_table.push(row("  rows its commit read", &|w| w.commit.read_cell()));
     wake_table.push(row("  batches", &|w| w.all.ops_cell()));
     wake_table.push(row(

@@ -232,7 +232,7 @@ impl Log {
         files
     }
 
-    pub fn mark(&self) -> Mark {
+    fn ends(&self) -> Mark {
         let mut ends = BTreeMap::new();
         for f in self.debug_files().into_iter().chain([self.stdout.clone()]) {
             if let Ok(m) = fs::metadata(&f) {
@@ -240,6 +240,23 @@ impl Log {
             }
         }
         Mark(ends)
+    }
+
+    /// Where the logs end once they have stopped growing for a moment
+    /// (at most 3 s): lines reach the files a while after the answer that
+    /// follows their batch, and those of a write acked just before must not
+    /// count as the next one's.
+    pub fn mark(&self) -> Mark {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut last = self.ends();
+        let mut still = 0;
+        while still < 3 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+            let now = self.ends();
+            still = if now.0 == last.0 { still + 1 } else { 0 };
+            last = now;
+        }
+        last
     }
 
     /// The complete `d1-cost` lines of `user` logged since `mark`. The same
