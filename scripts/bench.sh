@@ -6,10 +6,10 @@
 # (target/bench/load.json, or load-quick.json). Builds the Worker first
 # (skipped when nothing changed).
 #
-#   scripts/bench.sh                    # full run, about 10 minutes; see BENCHMARKS.md
+#   scripts/bench.sh                    # full run, 10 to 15 minutes; see BENCHMARKS.md
 #   scripts/bench.sh --quick            # about a minute: proves the tool works (CI)
 #   scripts/bench.sh --out FILE         # write the JSON elsewhere
-#   scripts/bench.sh --deep-seconds S   # time for the deep-history setup (default 120)
+#   scripts/bench.sh --deep-seconds S   # most time for the deep-history setup (default 300)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SKIP_SETUP="${SKIP_SETUP:-0}" ./scripts/build.sh

@@ -94,7 +94,7 @@ impl Opts {
                 "target/bench/load.json"
             })
         });
-        let deep_budget = Duration::from_secs(deep_secs.unwrap_or(if quick { 8 } else { 120 }));
+        let deep_budget = Duration::from_secs(deep_secs.unwrap_or(if quick { 8 } else { 300 }));
         Ok(Opts {
             quick,
             out,
