@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Runs the load tool (benches/load): the real Worker and a minimal JS Durable
-# Object baseline (bench/baseline/) under `wrangler dev`, side by side. Prints
-# a Markdown table and writes JSON (target/bench/load.json, or
-# load-quick.json). Builds the Worker first (skipped when nothing changed).
+# Runs the load tool (benches/load): the real Worker and two minimal JS
+# Durable Objects (bench/baseline/, in memory; bench/d1floor/, one D1 upsert
+# per write) under `wrangler dev`, side by side, then D1 costs from the
+# Worker's own `d1-cost` log. Prints Markdown tables and writes JSON
+# (target/bench/load.json, or load-quick.json). Builds the Worker first
+# (skipped when nothing changed).
 #
-#   scripts/bench.sh            # full run, a few minutes; see BENCHMARKS.md
-#   scripts/bench.sh --quick    # seconds: proves the tool works (CI)
-#   scripts/bench.sh --out FILE # write the JSON elsewhere
+#   scripts/bench.sh                    # full run, 10 to 15 minutes; see BENCHMARKS.md
+#   scripts/bench.sh --quick            # about a minute: proves the tool works (CI)
+#   scripts/bench.sh --out FILE         # write the JSON elsewhere
+#   scripts/bench.sh --deep-seconds S   # most time for the deep-history setup (default 300)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SKIP_SETUP="${SKIP_SETUP:-0}" ./scripts/build.sh

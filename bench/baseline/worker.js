@@ -1,6 +1,7 @@
 // Baseline Durable Object for benches/load: the same frames as the real
 // Worker (hello/changes, put/ack/change) with nothing behind them, so the
-// benchmark can show what the runtime itself costs.
+// benchmark can show what the runtime itself costs. bench/d1floor/ extends
+// it with one D1 upsert per write.
 //
 //   GET  /               200 "ok" (start-up probe)
 //   GET  /room/:name/ws  WebSocket (subprotocol alternassist-sync.v1)
@@ -59,32 +60,15 @@ export class Room {
       m = JSON.parse(message);
     } catch {
       ws.send(JSON.stringify({ type: 'error', code: 'invalid_json', message: 'bad JSON' }));
-      return;
+      return undefined;
     }
+    return this.handle(ws, m);
+  }
+
+  // Returns a promise only in subclasses that store something.
+  handle(ws, m) {
     if (m.type === 'put' || m.type === 'delete') {
-      const version = ++this.version;
-      const change = {
-        type: 'change',
-        key: m.key,
-        value: m.type === 'put' ? m.value : null,
-        version,
-        deleted: m.type === 'delete',
-        updatedAt: Date.now(),
-        deviceId: '',
-      };
-      this.log.push(change);
-      const text = JSON.stringify(change);
-      const me = ws.deserializeAttachment().id;
-      for (const other of this.state.getWebSockets()) {
-        if (other.deserializeAttachment().id !== me) {
-          try {
-            other.send(text);
-          } catch {
-            // A socket closing right now: nothing to do.
-          }
-        }
-      }
-      ws.send(JSON.stringify({ type: 'ack', requestId: m.requestId, key: m.key, version, conflict: null }));
+      this.announce(ws, m, ++this.version);
     } else if (m.type === 'hello') {
       const since = Number(m.since) || 0;
       // Latest change per key, oldest first, like the real catch-up.
@@ -99,6 +83,33 @@ export class Room {
     } else if (m.type === 'ping') {
       ws.send('{"type":"pong"}');
     }
+    return undefined;
+  }
+
+  // Broadcasts the write that took `version` and acks it to its sender.
+  announce(ws, m, version) {
+    const change = {
+      type: 'change',
+      key: m.key,
+      value: m.type === 'put' ? m.value : null,
+      version,
+      deleted: m.type === 'delete',
+      updatedAt: Date.now(),
+      deviceId: '',
+    };
+    this.log.push(change);
+    const text = JSON.stringify(change);
+    const me = ws.deserializeAttachment().id;
+    for (const other of this.state.getWebSockets()) {
+      if (other.deserializeAttachment().id !== me) {
+        try {
+          other.send(text);
+        } catch {
+          // A socket closing right now: nothing to do.
+        }
+      }
+    }
+    ws.send(JSON.stringify({ type: 'ack', requestId: m.requestId, key: m.key, version, conflict: null }));
   }
 
   webSocketClose(ws, code, reason) {

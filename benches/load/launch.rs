@@ -1,9 +1,12 @@
-//! Starts a `wrangler dev` for any configuration (the baseline, or a copy of
-//! the real Worker for the start-up measurement) and times its first answer.
-//! `server::Server` does the same for the real Worker with a D1 schema; this
-//! is the part of it that works for any project directory.
+//! Starts a `wrangler dev` for any configuration (the JavaScript floors in
+//! `bench/`, or a copy of the real Worker for the start-up measurement) and
+//! times its first answer. `server::Server` does the same for the real Worker
+//! with its D1 schema; this is the part of it that works for any project
+//! directory.
 
-use crate::server::{free_ports, read_proxy_data, spawn_dev, stop_group, DevSpawn, Endpoint};
+use crate::server::{
+    free_ports, read_proxy_data, spawn_dev, stop_group, wrangler_command, DevSpawn, Endpoint,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -125,6 +128,42 @@ fn find_direct(work: &Path, probe_path: &str, ready: fn(u16, &str) -> bool) -> O
     None
 }
 
+fn js_ready(status: u16, body: &str) -> bool {
+    status == 200 && body == "ok"
+}
+
+/// Starts the JavaScript Durable Object in `bench/<name>/` (`baseline` or
+/// `d1floor`), with its `schema.sql`, if it has one, applied to a fresh local
+/// D1 first. It runs in a copy of `bench/` (the floors share code), so
+/// wrangler's scratch files stay out of the repository.
+pub fn start_js(name: &str, work: &Path) -> Result<Proc, String> {
+    let copy = work.join("project");
+    fs::create_dir_all(&copy).map_err(|e| e.to_string())?;
+    copy_into(&[repo_root().join("bench")], &copy)?;
+    let dir = copy.join("bench").join(name);
+    let config = dir.join("wrangler.toml");
+    if dir.join("schema.sql").exists() {
+        let mut cmd = wrangler_command(
+            &[
+                "d1",
+                "execute",
+                "DB",
+                "--local",
+                "--file",
+                "schema.sql",
+                "--yes",
+            ],
+            &config,
+            &dir,
+            &work.join("data"),
+            work,
+        );
+        cmd.stdin(std::process::Stdio::null());
+        run(&mut cmd, &format!("applying bench/{name}/schema.sql"))?;
+    }
+    start(&config, &dir, work, &[], "/", js_ready)
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
@@ -139,18 +178,26 @@ impl Drop for Proc {
 pub fn copy_project(dst: &Path) -> Result<(), String> {
     let root = repo_root();
     fs::create_dir_all(dst).map_err(|e| e.to_string())?;
+    let names = ["wrangler.toml", "build", "client-demo", "migrations"];
+    copy_into(&names.map(|n| root.join(n)), dst)
+}
+
+/// `cp -r <srcs> dst`.
+fn copy_into(srcs: &[PathBuf], dst: &Path) -> Result<(), String> {
     let mut cmd = Command::new("cp");
-    cmd.arg("-r");
-    for name in ["wrangler.toml", "build", "client-demo", "migrations"] {
-        cmd.arg(root.join(name));
-    }
+    cmd.arg("-r").args(srcs).arg(dst);
+    run(&mut cmd, &format!("copying {srcs:?}"))
+}
+
+/// Runs `cmd` to its end; an error names `what` and has its stderr.
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd
-        .arg(dst)
         .output()
-        .map_err(|e| format!("cannot run cp: {e}"))?;
+        .map_err(|e| format!("{what}: cannot run {:?}: {e}", cmd.get_program()))?;
     if !out.status.success() {
         return Err(format!(
-            "copying the project failed: {}",
+            "{what} failed ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         ));
     }

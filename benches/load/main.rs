@@ -1,7 +1,9 @@
-//! Load tool: the real Worker against a minimal JavaScript Durable Object
-//! (`bench/baseline/`) under `wrangler dev`, in the same run, on the same
-//! machine, so each figure also reads as a multiple of what the runtime itself
-//! costs.
+//! Load tool: the real Worker against minimal JavaScript Durable Objects
+//! under `wrangler dev` (`bench/baseline/`, in memory; `bench/d1floor/`, one
+//! D1 upsert per write), in the same run, on the same machine, so each figure
+//! also reads as a multiple of what the runtime itself costs. D1 costs come
+//! from D1's own counters, which the Worker logs with `D1_COST_LOG=1`
+//! (`d1log.rs`).
 //!
 //!   scripts/bench.sh            # full run, writes target/bench/load.json
 //!   scripts/bench.sh --quick    # seconds; CI runs it to prove the tool works
@@ -17,16 +19,18 @@ mod server;
 #[path = "../../tests/api/client.rs"]
 mod client;
 
+mod d1cost;
+mod d1log;
+mod inflight;
 mod launch;
 mod scenarios;
 mod stats;
 mod ws;
 
-use scenarios::Target;
+use scenarios::{Kind, Target};
 use serde_json::{json, Value};
 use server::Server;
 use stats::{f, ratio};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
@@ -41,24 +45,45 @@ pub const VARS: &[(&str, &str)] = &[
     ("QUOTA_BYTES", "100000000000"),
 ];
 
+/// `VARS` plus the Worker's `d1-cost` log lines. Only for the server that
+/// measures D1 costs: a log line per batch would slow the others down.
+pub fn cost_vars() -> Vec<(&'static str, &'static str)> {
+    let mut v = VARS.to_vec();
+    v.push(("D1_COST_LOG", "1"));
+    v
+}
+
 pub struct Opts {
     pub quick: bool,
     pub out: PathBuf,
+    /// Time allowed for giving keys a deep history before measuring again.
+    pub deep_budget: Duration,
 }
 
 impl Opts {
     fn parse() -> Result<Opts, String> {
         let mut quick = false;
         let mut out = None;
+        let mut deep_secs = None;
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--quick" => quick = true,
                 "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a path")?)),
+                "--deep-seconds" => {
+                    let v = args.next().ok_or("--deep-seconds needs a number")?;
+                    deep_secs = Some(
+                        v.parse::<u64>()
+                            .map_err(|e| format!("--deep-seconds {v}: {e}"))?,
+                    );
+                }
                 // `cargo bench` passes --bench to harness-less targets.
                 "--bench" => {}
                 "-h" | "--help" => {
-                    println!("usage: load [--quick] [--out FILE.json]");
+                    println!("usage: load [--quick] [--out FILE.json] [--deep-seconds S]");
+                    println!(
+                        "  --deep-seconds: time for the deep-history setup (default 120; quick 8)"
+                    );
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -71,24 +96,44 @@ impl Opts {
                 "target/bench/load.json"
             })
         });
-        Ok(Opts { quick, out })
+        let deep_budget = Duration::from_secs(deep_secs.unwrap_or(if quick { 8 } else { 300 }));
+        Ok(Opts {
+            quick,
+            out,
+            deep_budget,
+        })
     }
 }
 
-/// One row of the table: what, ours, baseline, ratio.
-struct Table(Vec<[String; 4]>);
+/// A Markdown table.
+pub struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
 
 impl Table {
-    fn row(&mut self, what: impl Into<String>, ours: String, base: String, ratio: String) {
-        self.0.push([what.into(), ours, base, ratio]);
+    pub fn new(head: &[&str]) -> Table {
+        Table {
+            head: head.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
-    fn markdown(&self) -> String {
-        let mut s = String::from(
-            "| Measure | alternassist-sync | baseline (JS DO) | ratio |\n|---|---|---|---|\n",
-        );
-        for r in &self.0 {
-            let _ = writeln!(s, "| {} | {} | {} | {} |", r[0], r[1], r[2], r[3]);
+    pub fn push(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// A row of the main table: what, ours, baseline, ratio.
+    fn row(&mut self, what: impl Into<String>, ours: String, base: String, ratio: String) {
+        self.push(vec![what.into(), ours, base, ratio]);
+    }
+
+    pub fn markdown(&self) -> String {
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        let mut s = line(&self.head);
+        s.push_str(&line(&vec!["---".to_string(); self.head.len()]));
+        for r in &self.rows {
+            s.push_str(&line(r));
         }
         s
     }
@@ -135,43 +180,47 @@ fn main() {
 }
 
 fn run(opts: &Opts) -> Result<(), String> {
-    let t_run = Instant::now();
+    let progress = &Progress::new();
+    let t_run = progress.t0;
     let mut report = json!({"mode": if opts.quick {"quick"} else {"full"}, "machine": machine()});
-    let mut table = Table(Vec::new());
+    d1log::self_test()?;
+    let mut table = Table::new(&["Measure", "alternassist-sync", "baseline (JS DO)", "ratio"]);
     let tmp = std::env::temp_dir().join(format!("alternassist-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
 
     // Start-up: spawn to first answer, one server at a time on a quiet machine.
     let cold_reps = if opts.quick { 1 } else { 3 };
     let (ours_cold, base_cold) = scenarios::cold_starts(&tmp, cold_reps)?;
-    eprintln!("load: {:>4}s start-up measured", t_run.elapsed().as_secs());
+    progress.note("start-up measured");
 
-    // The two servers for everything else, started together.
-    let base_dir = tmp.join("baseline");
-    let (ours, base) = thread::scope(|s| {
+    // The servers for everything else, started together.
+    let (base_dir, floor_dir) = (tmp.join("baseline"), tmp.join("d1floor"));
+    let (ours, base, floor) = thread::scope(|s| {
         let o = s.spawn(|| Server::start("bench", VARS));
-        let b = s.spawn(|| scenarios::start_baseline(&base_dir));
+        let b = s.spawn(|| launch::start_js("baseline", &base_dir));
+        let d = s.spawn(|| launch::start_js("d1floor", &floor_dir));
         (
             o.join().unwrap_or_else(|_| Err("panicked".into())),
             b.join().unwrap_or_else(|_| Err("panicked".into())),
+            d.join().unwrap_or_else(|_| Err("panicked".into())),
         )
     });
     let ours = ours.map_err(|e| format!("the Worker did not start: {e}"))?;
     let base = base.map_err(|e| format!("the baseline did not start: {e}"))?;
+    let floor = floor.map_err(|e| format!("the D1 floor did not start: {e}"))?;
     let o = Target::ours(&ours);
-    let b = Target::baseline(&base);
-    eprintln!(
-        "load: {:>4}s servers up (ours {}, baseline {})",
-        t_run.elapsed().as_secs(),
-        ours.base_url,
-        base.base_url
-    );
+    let b = Target::js(Kind::Baseline, &base);
+    let d = Target::js(Kind::D1Floor, &floor);
+    progress.note(format!(
+        "servers up (ours {}, baseline {}, D1 floor {})",
+        ours.base_url, base.base_url, floor.base_url
+    ));
 
     let cold_o = stats::median(&ours_cold);
     let cold_b = stats::median(&base_cold);
     report["startup"] = json!({
-        "ours_ms": ours_cold.iter().map(|d| stats::r2(stats::ms(*d))).collect::<Vec<_>>(),
-        "baseline_ms": base_cold.iter().map(|d| stats::r2(stats::ms(*d))).collect::<Vec<_>>(),
+        "ours_ms": stats::ms2_all(&ours_cold),
+        "baseline_ms": stats::ms2_all(&base_cold),
     });
 
     // Fan-out latency.
@@ -205,7 +254,7 @@ fn run(opts: &Opts) -> Result<(), String> {
             n.to_string(),
             json!({"puts": puts, "ours": ro.json(), "baseline": rb.json()}),
         );
-        eprintln!("load: {:>4}s fan-out {n} done", t_run.elapsed().as_secs());
+        progress.note(format!("fan-out {n} done"));
     }
     report["fanout"] = Value::Object(fan);
 
@@ -239,10 +288,7 @@ fn run(opts: &Opts) -> Result<(), String> {
             String::new(),
         );
         report["throughput"][label] = json!({"users": users, "socketsPerUser": sockets, "ours": lo.json(), "baseline": lb.json()});
-        eprintln!(
-            "load: {:>4}s throughput {label} done",
-            t_run.elapsed().as_secs()
-        );
+        progress.note(format!("throughput {label} done"));
     }
 
     // REST with 5 MiB, and catch-up.
@@ -263,7 +309,7 @@ fn run(opts: &Opts) -> Result<(), String> {
     );
     report["rest"] =
         json!({"reps": reps, "bytes": ro.bytes, "ours": ro.json(), "baseline": rb.json()});
-    eprintln!("load: {:>4}s REST done", t_run.elapsed().as_secs());
+    progress.note("REST done");
 
     let (missed, creps) = if opts.quick { (100, 1) } else { (1000, 3) };
     let cb = scenarios::catch_up(&b, missed, creps)?;
@@ -282,7 +328,7 @@ fn run(opts: &Opts) -> Result<(), String> {
     );
     report["catchUp"] =
         json!({"missed": missed, "reps": creps, "ours": co.json(), "baseline": cb.json()});
-    eprintln!("load: {:>4}s catch-up done", t_run.elapsed().as_secs());
+    progress.note("catch-up done");
 
     table.row(
         format!("start: spawn `wrangler dev` → first answer, ms (median of {cold_reps})"),
@@ -291,7 +337,18 @@ fn run(opts: &Opts) -> Result<(), String> {
         ratio(cold_o, cold_b),
     );
 
-    // Costs of ours alone.
+    // Acks/s with N writes in flight, fresh and deep, beside both floors.
+    let flights = inflight_all(opts, &o, &b, &d, progress)?;
+    report["inFlight"] = flights.json;
+    drop(base);
+    drop(floor);
+    ours.stop();
+
+    // D1 costs, on a server of its own that logs them.
+    let costs = d1cost::run(opts.quick, progress)?;
+    report["d1Cost"] = costs.json;
+
+    // Size of ours.
     let (wasm, wasm_gz) = scenarios::wasm_size()?;
     table.row(
         "optimised Worker wasm, bytes (gzip -9)",
@@ -300,36 +357,18 @@ fn run(opts: &Opts) -> Result<(), String> {
         String::new(),
     );
     report["wasm"] = json!({"bytes": wasm, "gzipBytes": wasm_gz});
-    let edits = if opts.quick { 1 } else { 3 };
-    let rows = scenarios::d1_rows(&ours, &o, edits, opts.quick)?;
-    eprintln!("load: {:>4}s D1 rows done", t_run.elapsed().as_secs());
-    for (kind, per_table) in &rows {
-        let total: f64 = per_table.iter().map(|(_, n)| n).sum();
-        let detail: Vec<String> = per_table
-            .iter()
-            .filter(|(_, n)| *n > 0.0)
-            .map(|(t, n)| format!("{t} {}", f(*n)))
-            .collect();
-        table.row(
-            format!("D1 table rows written per edit: {kind}"),
-            format!("{} ({})", f(total), detail.join(", ")),
-            "-".into(),
-            String::new(),
-        );
-    }
-    report["d1RowsPerEdit"] = json!(rows
-        .iter()
-        .map(|(k, t)| (
-            k.to_string(),
-            Value::Object(t.iter().map(|(n, v)| (n.to_string(), json!(v))).collect())
-        ))
-        .collect::<serde_json::Map<_, _>>());
 
     report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
     report["seconds"] = json!(t_run.elapsed().as_secs());
-    report["table"] = json!(table.markdown());
-    drop(base);
-    ours.stop();
+    report["steps"] = progress.json();
+    let markdown = format!(
+        "{}\n{}\n{}\n{}",
+        table.markdown(),
+        flights.table.markdown(),
+        costs.edits.markdown(),
+        costs.wake.markdown()
+    );
+    report["table"] = json!(markdown);
     let _ = std::fs::remove_dir_all(&tmp);
 
     if let Some(dir) = opts.out.parent() {
@@ -338,7 +377,7 @@ fn run(opts: &Opts) -> Result<(), String> {
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&opts.out, text)
         .map_err(|e| format!("cannot write {}: {e}", opts.out.display()))?;
-    println!("\n{}", table.markdown());
+    println!("\n{markdown}");
     println!(
         "machine: {}; load average {} → {}; {} s",
         report["machine"]["cpu"].as_str().unwrap_or(""),
@@ -350,7 +389,134 @@ fn run(opts: &Opts) -> Result<(), String> {
     Ok(())
 }
 
+/// Progress on stderr, with the load average at each step (the machine is
+/// shared: the JSON keeps them, to tell a quiet step from a busy one).
+pub struct Progress {
+    t0: Instant,
+    steps: std::sync::Mutex<Vec<Value>>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            t0: Instant::now(),
+            steps: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn note(&self, what: impl Into<String>) {
+        let what = what.into();
+        let secs = self.t0.elapsed().as_secs();
+        let load = sh("cut -d' ' -f1-3 /proc/loadavg");
+        eprintln!("load: {secs:>4}s {what} (load average {load})");
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps.push(json!({"seconds": secs, "step": what, "loadavg": load}));
+    }
+
+    fn json(&self) -> Value {
+        json!(*self.steps.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// Sleeps a moment between steps so one step's tail does not land in the next.
 pub fn settle() {
     thread::sleep(Duration::from_millis(500));
+}
+
+/// The in-flight figures: their table and JSON.
+struct Flights {
+    table: Table,
+    json: Value,
+}
+
+/// Acks/s with 16 (and 64) writes in flight on one socket of one user: the
+/// two floors, ours on fresh keys, then ours again once every key has a deep
+/// history.
+fn inflight_all(
+    opts: &Opts,
+    o: &Target,
+    b: &Target,
+    d: &Target,
+    progress: &Progress,
+) -> Result<Flights, String> {
+    use inflight::{Pool, Until};
+    let ns: &[usize] = if opts.quick { &[16] } else { &[16, 64] };
+    let window = Duration::from_secs(if opts.quick { 1 } else { 5 });
+    // Quick: just past what retention keeps by count (50), so it has work.
+    let depth = if opts.quick { 60 } else { 10_000 };
+    let once = |t: &Target, room: &scenarios::Room, pool: &mut Pool, n: usize, tag: &str| {
+        let mut c = t.connect(room, 0)?;
+        let until = Until::Timed {
+            warm: Duration::from_millis(if opts.quick { 500 } else { 1000 }),
+            window,
+        };
+        let r = inflight::run(&mut c, pool, n, until, tag);
+        c.close();
+        crate::settle();
+        r
+    };
+    let mut fresh = Vec::new();
+    for &n in ns {
+        let mut row = Vec::new();
+        for t in [o, b, d] {
+            // A new user (or room) and new keys for each.
+            let room = t.room(1)?;
+            let mut pool = Pool::new("p", n);
+            row.push(once(t, &room, &mut pool, n, &format!("fresh{n}"))?);
+        }
+        fresh.push(row);
+        progress.note(format!("{n} in flight, fresh, done"));
+    }
+
+    // One user whose keys (enough for the largest N) get a deep history.
+    let room = o.room(1)?;
+    let token = room.user()?.token.clone();
+    let mut pool = Pool::new("d", ns.iter().copied().max().unwrap_or(16));
+    let deep = inflight::deepen(o, &token, &mut pool, depth, opts.deep_budget)?;
+    progress.note(format!(
+        "history of {} keys at {} versions each ({} writes in {:.0} s)",
+        pool.keys.len(),
+        deep.versions,
+        deep.writes,
+        deep.secs
+    ));
+    let mut deep_runs = Vec::new();
+    for &n in ns {
+        deep_runs.push(once(o, &room, &mut pool, n, &format!("deep{n}"))?);
+    }
+    progress.note("in flight, deep history, done");
+
+    let deep_label = format!("ours, keys at {} versions", deep.versions);
+    let mut table = Table::new(&[
+        "writes in flight (1 user, 1 socket, 1 KiB)",
+        "ours, fresh keys",
+        &deep_label,
+        "bare JS DO",
+        "JS DO + 1 D1 upsert per write",
+        "ours ÷ upsert floor: fresh / deep",
+    ]);
+    let mut json_rows = Vec::new();
+    for ((&n, row), deep_run) in ns.iter().zip(&fresh).zip(&deep_runs) {
+        let [ours, bare, upsert] = [&row[0], &row[1], &row[2]];
+        table.push(vec![
+            n.to_string(),
+            ours.cell(),
+            deep_run.cell(),
+            bare.cell(),
+            upsert.cell(),
+            format!(
+                "{} / {}",
+                ratio(ours.per_s, upsert.per_s),
+                ratio(deep_run.per_s, upsert.per_s)
+            ),
+        ]);
+        json_rows.push(
+            json!({"inFlight": n, "ours": ours.json(), "oursDeep": deep_run.json(),
+                              "baseline": bare.json(), "d1Floor": upsert.json()}),
+        );
+    }
+    Ok(Flights {
+        table,
+        json: json!({"windowSeconds": window.as_secs(), "deepSetup": deep.json(), "runs": json_rows}),
+    })
 }

@@ -2,8 +2,8 @@
 
 use crate::client::{Client, User};
 use crate::launch::{self, Proc};
-use crate::server::{sql_str, Endpoint, Server};
-use crate::stats::{self, ms, summarize, Summary};
+use crate::server::{Endpoint, Server};
+use crate::stats::{self, summarize, Summary};
 use crate::ws::{self, Conn, PROTOCOL};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -13,13 +13,16 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(20);
 const VALUE_BYTES: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Ours,
+    /// `bench/baseline/`: in memory only.
     Baseline,
+    /// `bench/d1floor/`: the baseline plus one D1 upsert per write.
+    D1Floor,
 }
 
 /// Where a scenario runs.
@@ -27,6 +30,8 @@ pub struct Target<'a> {
     pub kind: Kind,
     pub ep: Endpoint,
     client: Option<Client>,
+    /// One connection pool for every HTTP request to this target.
+    agent: ureq::Agent,
     _server: Option<&'a Server>,
 }
 
@@ -38,15 +43,18 @@ impl<'a> Target<'a> {
             kind: Kind::Ours,
             ep: s.endpoint(),
             client: Some(Client::new(s)),
+            agent: agent(),
             _server: Some(s),
         }
     }
 
-    pub fn baseline(p: &Proc) -> Target<'a> {
+    /// One of the JavaScript floors.
+    pub fn js(kind: Kind, p: &Proc) -> Target<'a> {
         Target {
-            kind: Kind::Baseline,
+            kind,
             ep: p.endpoint.clone(),
             client: None,
+            agent: agent(),
             _server: None,
         }
     }
@@ -84,18 +92,14 @@ impl<'a> Target<'a> {
     }
 
     /// One HTTP request with the endpoint's headers; (status, body, time).
-    fn http(
+    pub fn http(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<(u16, Vec<u8>, Duration), String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
+        let agent = &self.agent;
         let mut b = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.ep.url));
@@ -128,6 +132,14 @@ impl<'a> Target<'a> {
     }
 }
 
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
 fn fail(e: libtest_mimic::Failed) -> String {
     e.message().unwrap_or("failed").to_string()
 }
@@ -138,7 +150,17 @@ pub struct Room {
     user: Option<User>,
 }
 
-fn value(tag: &str) -> String {
+impl Room {
+    /// The account behind the room: ours only.
+    pub fn user(&self) -> Result<&User, String> {
+        self.user
+            .as_ref()
+            .ok_or_else(|| "a room without a user".into())
+    }
+}
+
+/// A 1 KiB value that starts with `tag`.
+pub fn value(tag: &str) -> String {
     let mut v = String::with_capacity(VALUE_BYTES);
     v.push_str(tag);
     while v.len() < VALUE_BYTES {
@@ -151,8 +173,17 @@ fn put_frame(key: &str, value: &str, rid: &str) -> String {
     json!({"type": "put", "key": key, "value": value, "requestId": rid}).to_string()
 }
 
+/// A put based on `base`, the key's acked version (`None`: a new key).
+pub fn put_based(key: &str, value: &str, rid: &str, base: Option<u64>) -> String {
+    let mut f = json!({"type": "put", "key": key, "value": value, "requestId": rid});
+    if let Some(b) = base {
+        f["baseVersion"] = json!(b);
+    }
+    f.to_string()
+}
+
 /// Reads until the ack for `rid`; returns its version.
-fn wait_ack(c: &mut Conn, rid: &str) -> Result<u64, String> {
+pub fn wait_ack(c: &mut Conn, rid: &str) -> Result<u64, String> {
     let deadline = Instant::now() + WAIT;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         if let Some(v) = c.read_json(left)? {
@@ -176,28 +207,6 @@ fn ours_ready(_status: u16, body: &str) -> bool {
     body.contains("\"success\":false")
 }
 
-fn baseline_ready(status: u16, body: &str) -> bool {
-    status == 200 && body == "ok"
-}
-
-pub fn start_baseline(work: &Path) -> Result<Proc, String> {
-    // A copy, so wrangler's scratch files stay out of the repository.
-    let dir = work.join("project");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    for f in ["wrangler.toml", "worker.js"] {
-        let src = launch::repo_root().join("bench/baseline").join(f);
-        std::fs::copy(&src, dir.join(f)).map_err(|e| format!("{}: {e}", src.display()))?;
-    }
-    launch::start(
-        &dir.join("wrangler.toml"),
-        &dir,
-        work,
-        &[],
-        "/",
-        baseline_ready,
-    )
-}
-
 /// From spawning `wrangler dev` to the first answer, `reps` times each,
 /// alternating, each server alone on the machine.
 pub fn cold_starts(tmp: &Path, reps: usize) -> Result<(Vec<Duration>, Vec<Duration>), String> {
@@ -215,7 +224,7 @@ pub fn cold_starts(tmp: &Path, reps: usize) -> Result<(Vec<Duration>, Vec<Durati
         )?;
         ours.push(p.first_answer);
         drop(p);
-        let p = start_baseline(&tmp.join(format!("cold-base-{i}")))?;
+        let p = launch::start_js("baseline", &tmp.join(format!("cold-base-{i}")))?;
         base.push(p.first_answer);
     }
     Ok((ours, base))
@@ -506,8 +515,8 @@ pub struct Rest {
 
 impl Rest {
     pub fn json(&self) -> Value {
-        json!({"postMs": self.post.iter().map(|d| stats::r2(ms(*d))).collect::<Vec<_>>(),
-               "getMs": self.get.iter().map(|d| stats::r2(ms(*d))).collect::<Vec<_>>()})
+        json!({"postMs": stats::ms2_all(&self.post),
+               "getMs": stats::ms2_all(&self.get)})
     }
 }
 
@@ -575,12 +584,13 @@ pub struct CatchUp {
 
 impl CatchUp {
     pub fn json(&self) -> Value {
-        json!({"connectAndHelloMs": self.total.iter().map(|d| stats::r2(ms(*d))).collect::<Vec<_>>(),
-               "helloMs": self.hello.iter().map(|d| stats::r2(ms(*d))).collect::<Vec<_>>()})
+        json!({"connectAndHelloMs": stats::ms2_all(&self.total),
+               "helloMs": stats::ms2_all(&self.hello)})
     }
 }
 
-fn hello(c: &mut Conn, since: u64) -> Result<(u64, usize), String> {
+/// Sends `hello {since}`; (cursor, number of changes) of the answer.
+pub fn hello(c: &mut Conn, since: u64) -> Result<(u64, usize), String> {
     c.send(&json!({"type": "hello", "since": since}).to_string())?;
     let deadline = Instant::now() + WAIT;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -658,85 +668,4 @@ pub fn wasm_size() -> Result<(u64, usize), String> {
         .output()
         .map_err(|e| format!("gzip: {e}"))?;
     Ok((size, gz.stdout.len()))
-}
-
-const TABLES: &[&str] = &["sync_state", "sync_history", "sync_chunks", "sync_requests"];
-
-/// Every row of the user's sync tables, as comparable strings per table.
-fn d1_snapshot(s: &Server, user_id: &str) -> Result<Vec<BTreeSet<String>>, String> {
-    let u = sql_str(user_id);
-    let sql: Vec<String> = TABLES
-        .iter()
-        .map(|t| format!("SELECT * FROM {t} WHERE user_id = {u}"))
-        .collect();
-    let all = s.db(&sql.join("; ")).map_err(fail)?;
-    Ok(all
-        .iter()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| serde_json::to_string(r).unwrap_or_default())
-                .collect()
-        })
-        .collect())
-}
-
-/// (table, rows written per edit).
-pub type RowsPerEdit = Vec<(&'static str, f64)>;
-
-/// Table rows inserted or changed per edit: the user's rows are read before
-/// and after each single WebSocket write and diffed (D1's own
-/// `rows_written` reaches the Worker, not the client; index entries are not
-/// counted). One edit per diff, so a row updated by every edit (the
-/// counters) counts each time.
-pub fn d1_rows(
-    s: &Server,
-    t: &Target,
-    edits: usize,
-    quick: bool,
-) -> Result<Vec<(&'static str, RowsPerEdit)>, String> {
-    let room = t.room(1)?;
-    let user_id = room
-        .user
-        .as_ref()
-        .map(|u| u.user_id.clone())
-        .ok_or("no user")?;
-    let mut c = t.connect(&room, 0)?;
-    // A first write so the counters row exists before anything is measured.
-    c.send(&put_frame("warm", "w", "warm"))?;
-    wait_ack(&mut c, "warm")?;
-    let mut before = d1_snapshot(s, &user_id)?;
-    let mut out = Vec::new();
-    let kinds: &[&'static str] = if quick {
-        // Each read of D1 takes seconds: one kind proves the method.
-        &["put, new key"]
-    } else {
-        &["put, new key", "put, existing key", "delete"]
-    };
-    for &kind in kinds {
-        let mut counts = vec![0usize; TABLES.len()];
-        for i in 0..edits {
-            let rid = format!("{kind}-{i}");
-            let key = format!("k{i}");
-            let frame = if kind == "delete" {
-                json!({"type": "delete", "key": key, "requestId": rid}).to_string()
-            } else {
-                put_frame(&key, &value(&rid), &rid)
-            };
-            c.send(&frame)?;
-            wait_ack(&mut c, &rid)?;
-            let after = d1_snapshot(s, &user_id)?;
-            for (n, (b, a)) in counts.iter_mut().zip(before.iter().zip(&after)) {
-                *n += a.difference(b).count();
-            }
-            before = after;
-        }
-        let per = TABLES
-            .iter()
-            .zip(counts)
-            .map(|(t, n)| (*t, n as f64 / edits as f64))
-            .collect();
-        out.push((kind, per));
-    }
-    c.close();
-    Ok(out)
 }

@@ -16,6 +16,16 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Milliseconds with two decimals, for JSON.
+pub fn ms2(d: Duration) -> f64 {
+    r2(ms(d))
+}
+
+/// Each sample as `ms2`, for JSON.
+pub fn ms2_all(samples: &[Duration]) -> Vec<f64> {
+    samples.iter().copied().map(ms2).collect()
+}
+
 /// Nearest-rank percentiles.
 pub fn summarize(samples: &[Duration]) -> Summary {
     let mut v: Vec<f64> = samples.iter().copied().map(ms).collect();
