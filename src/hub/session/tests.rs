@@ -455,24 +455,24 @@ fn under_load_the_driver_waits_briefly_for_more_writes_and_a_lone_write_never_wa
     sim.submit(put(0, "a", Some("r0")));
     sim.settle();
     assert_eq!(sim.d1.commits, 1, "a lone write is committed at once");
-    // A group of two, then only one is waiting: wait once for more.
-    for n in 1..4 {
+    // A group of three, then only one is waiting: wait once for more.
+    for n in 1..5 {
         sim.submit(put(n, "b", Some(&format!("r{n}"))));
     }
+    sim.advance(0, Fault::None); // r1 alone, then r2..r4 together
+    sim.submit(put(5, "c", Some("r5")));
     sim.advance(0, Fault::None);
-    sim.submit(put(4, "c", Some("r4")));
-    sim.advance(0, Fault::None); // r1 alone, then r2 and r3 together
     assert!(matches!(sim.tasks[0].1, Step::Wait(1)), "waits for more");
-    for n in 5..7 {
+    for n in 6..8 {
         sim.submit(put(n, "c", Some(&format!("r{n}"))));
     }
     sim.advance(0, Fault::None);
     match &sim.tasks[0].1 {
-        Step::Commit { group, .. } => assert_eq!(group.len(), 3, "r4..r6 together"),
+        Step::Commit { group, .. } => assert_eq!(group.len(), 3, "r5..r7 together"),
         _ => panic!("expected a commit"),
     }
     sim.settle();
-    assert_eq!(sim.replies.len(), 7);
+    assert_eq!(sim.replies.len(), 8);
 }
 
 #[test]
