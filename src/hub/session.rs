@@ -117,8 +117,11 @@ impl<R, S> Group<R, S> {
 
 /// The D1 call the driver makes next, then hands the result back.
 pub enum Step<R, S> {
-    /// Load the user's counters and key metadata, then `loaded`.
-    Load,
+    /// Load the user's counters and key metadata, then `loaded`; with
+    /// `count_bytes`, count the bytes D1 stores instead of reading the
+    /// stored upper bound (a scan of the user's history: only before
+    /// refusing a write for space).
+    Load { count_bytes: bool },
     /// Read these past values for merging, then `values_read`.
     Read {
         group: Group<R, S>,
@@ -188,6 +191,8 @@ pub struct Session<R, S> {
     /// The state's stored bytes were counted by D1 and no retention ran
     /// since: a refusal for space may be made from them.
     bytes_counted: bool,
+    /// The load under way counts the bytes (`Load { count_bytes: true }`).
+    counting: bool,
     /// Writes in the last group taken, and whether the driver already
     /// waited for more since.
     last_group: usize,
@@ -206,6 +211,7 @@ impl<R, S: Clone> Session<R, S> {
             drivers: 0,
             bucket: None,
             bytes_counted: false,
+            counting: false,
             last_group: 0,
             lingered: false,
         }
@@ -221,7 +227,7 @@ impl<R, S: Clone> Session<R, S> {
     pub fn offer_state(&mut self, state: UserState) {
         if self.state.is_none() && self.driver.is_none() {
             self.state = Some(state);
-            self.bytes_counted = true;
+            self.bytes_counted = false;
         }
     }
 
@@ -289,7 +295,7 @@ impl<R, S: Clone> Session<R, S> {
             return Next::step(Step::Done);
         }
         let Some(state) = &self.state else {
-            return Next::step(Step::Load);
+            return Next::step(Step::Load { count_bytes: false });
         };
         let waiting: usize = self.queue.iter().map(|p| p.op.writes.len()).sum();
         if self.limits.linger_ms > 0
@@ -334,7 +340,7 @@ impl<R, S: Clone> Session<R, S> {
         match state {
             Ok(s) => {
                 self.state = Some(s);
-                self.bytes_counted = true;
+                self.bytes_counted = std::mem::take(&mut self.counting);
                 self.next(d, now)
             }
             Err(e) => {
@@ -386,7 +392,7 @@ impl<R, S: Clone> Session<R, S> {
     ) -> Next<R, S> {
         let Some(state) = &self.state else {
             self.requeue(group.0);
-            return Next::step(Step::Load);
+            return Next::step(Step::Load { count_bytes: false });
         };
         let (verdicts, usage) = quota::admit(
             &self.limits.quota,
@@ -409,7 +415,8 @@ impl<R, S: Clone> Session<R, S> {
             // Count what D1 stores before refusing anyone for space.
             self.state = None;
             self.requeue(group.0);
-            return Next::step(Step::Load);
+            self.counting = true;
+            return Next::step(Step::Load { count_bytes: true });
         }
         let mut refused = Vec::new();
         let mut admitted = Vec::with_capacity(group.len());

@@ -529,8 +529,8 @@ impl UserHub {
                     worker::Delay::from(std::time::Duration::from_millis(ms)).await;
                     self.inner.borrow_mut().session.next(d, now_ms())
                 }
-                Step::Load => {
-                    let state = logged(d1::load_state(db, user_id).await);
+                Step::Load { count_bytes } => {
+                    let state = logged(d1::load_state(db, user_id, count_bytes).await);
                     self.inner.borrow_mut().session.loaded(d, state, now_ms())
                 }
                 Step::Read { group, wanted } => {
@@ -582,7 +582,7 @@ impl UserHub {
         if let Some(known) = self.inner.borrow().session.state().map(&read) {
             return Ok(known);
         }
-        let state = d1::load_state(db, user_id).await?;
+        let state = d1::load_state(db, user_id, false).await?;
         let value = read(&state);
         self.inner.borrow_mut().session.offer_state(state);
         Ok(value)

@@ -221,7 +221,7 @@ impl Sim {
                 self.now += ms as i64;
                 self.session.next(d, self.now)
             }
-            Step::Load => {
+            Step::Load { .. } => {
                 let s = self.d1.load();
                 self.session.loaded(d, Ok(s), now)
             }
@@ -725,7 +725,7 @@ fn old_answers_are_pruned_now_and_then_not_on_every_commit() {
     let mut pruned = 0;
     for n in 0..12 {
         sim.submit(put(n, "a", Some(&format!("r{n}"))));
-        if matches!(sim.tasks.first(), Some((_, Step::Load))) {
+        if matches!(sim.tasks.first(), Some((_, Step::Load { .. }))) {
             sim.advance(0, Fault::None);
         }
         if let Some((_, Step::Commit { plan, .. })) = sim.tasks.first() {

@@ -57,7 +57,14 @@ struct MetaRow {
 /// list, one per key, and the sizes of the user's history rows (the
 /// storage quota counts current values and history together). No answers
 /// are read: D1 keeps them until a retry asks.
-pub async fn load_state(db: &D1Database, user_id: &str) -> Result<UserState, SyncError> {
+/// With `count_bytes`, the stored bytes are summed over the user's history
+/// (rows read grow with it); otherwise the counters row's upper bound is
+/// read (every insert adds to it, retention's deletions do not subtract).
+pub async fn load_state(
+    db: &D1Database,
+    user_id: &str,
+    count_bytes: bool,
+) -> Result<UserState, SyncError> {
     let uid = [text(user_id)];
     let current = format!(
         "SELECT h.key, h.id, h.version, h.deleted, h.updated_at, h.hash \
@@ -84,9 +91,14 @@ pub async fn load_state(db: &D1Database, user_id: &str) -> Result<UserState, Syn
                 "sync_state",
                 stmt(
                     db,
-                    "SELECT cursor, hist_seq, write_day, write_units, \
-                       (SELECT COALESCE(SUM(size), 0) FROM sync_history WHERE user_id = ?1) AS bytes \
-                     FROM sync_state WHERE user_id = ?1",
+                    if count_bytes {
+                        "SELECT cursor, hist_seq, write_day, write_units, \
+                           (SELECT COALESCE(SUM(size), 0) FROM sync_history WHERE user_id = ?1) AS bytes \
+                         FROM sync_state WHERE user_id = ?1"
+                    } else {
+                        "SELECT cursor, hist_seq, write_day, write_units, bytes \
+                         FROM sync_state WHERE user_id = ?1"
+                    },
                     &uid,
                 )?,
             ),
@@ -236,7 +248,7 @@ pub async fn commit(
     let uid = text(user_id);
     let guard = "UPDATE sync_state SET \
            cursor = CASE WHEN cursor = ?1 AND hist_seq = ?2 THEN ?3 ELSE NULL END, \
-           hist_seq = ?4, commit_id = ?5, write_day = ?7, write_units = ?8";
+           hist_seq = ?4, commit_id = ?5, write_day = ?7, write_units = ?8, bytes = ?9";
     let mut params = vec![
         uint(plan.prev_cursor),
         uint(plan.prev_hist_seq),
@@ -246,12 +258,13 @@ pub async fn commit(
         uid.clone(),
         int(plan.usage.day),
         uint(plan.usage.day_units),
+        uint(plan.usage.bytes),
     ];
     let sql = if plan.new_keys {
         let keys = serde_json::to_string(&plan.key_list())
             .map_err(|e| SyncError::Internal(e.to_string()))?;
         params.push(text(&keys));
-        format!("{guard}, keys = ?9 WHERE user_id = ?6")
+        format!("{guard}, keys = ?10 WHERE user_id = ?6")
     } else {
         format!("{guard} WHERE user_id = ?6")
     };
