@@ -200,7 +200,7 @@ impl UserHub {
                 op(Shape::Single, vec![w], rid)
             }
             Route::Delete(key) => {
-                let options: WriteOptions = if body.iter().all(u8::is_ascii_whitespace) {
+                let options: WriteOptions = if body.is_empty() {
                     WriteOptions::default()
                 } else {
                     parse_json(&body)?
