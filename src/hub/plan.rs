@@ -11,6 +11,7 @@ use crate::protocol::{
     WriteResponse,
 };
 use crate::quota::Usage;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What the hub remembers of a key's current value (never the value itself).
@@ -280,7 +281,7 @@ pub fn replay(op: &Op, answer: Answer) -> Result<Answer, SyncError> {
 /// `merge_inputs` asked for (missing entries only mean no merge). Answers
 /// remembered from earlier groups are not known here: D1 refuses a second
 /// answer for a requestId, and the session then replays the stored one.
-pub fn plan(state: &UserState, ops: &[Op], now_ms: i64, values: &Values) -> Plan {
+pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &Values) -> Plan {
     let mut p = Plan {
         cursor: state.cursor,
         hist_seq: state.hist_seq,
@@ -291,7 +292,7 @@ pub fn plan(state: &UserState, ops: &[Op], now_ms: i64, values: &Values) -> Plan
         ..Plan::default()
     };
     let mut fresh: HashMap<&str, Answer> = HashMap::new();
-    for (index, op) in ops.iter().enumerate() {
+    for (index, op) in ops.iter().map(Borrow::borrow).enumerate() {
         if let Some(answer) = op.request_id.as_deref().and_then(|r| fresh.get(r)) {
             p.replies.push(replay(op, answer.clone()));
             continue;
@@ -527,8 +528,8 @@ pub type Values = HashMap<(String, u64), Option<String>>;
 /// The (key, version) values `plan` needs for `ops`: for each write of an
 /// array whose base is behind the stored version (or whose key another write
 /// of the group also touches), its base and the key's current value.
-pub fn merge_inputs(state: &UserState, ops: &[Op]) -> Vec<(String, u64)> {
-    let writes = || ops.iter().flat_map(|o| &o.writes);
+pub fn merge_inputs<O: Borrow<Op>>(state: &UserState, ops: &[O]) -> Vec<(String, u64)> {
+    let writes = || ops.iter().flat_map(|o| &o.borrow().writes);
     let mut per_key: HashMap<&str, usize> = HashMap::new();
     for w in writes() {
         *per_key.entry(w.key.as_str()).or_default() += 1;

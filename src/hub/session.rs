@@ -94,8 +94,9 @@ pub struct Pending<R, S> {
 pub struct Group<R, S>(Vec<Pending<R, S>>);
 
 impl<R, S> Group<R, S> {
-    pub fn ops(&self) -> Vec<Op> {
-        self.0.iter().map(|p| p.op.clone()).collect()
+    /// The group's ops, borrowed: planning reads them, never copies values.
+    pub fn ops(&self) -> Vec<&Op> {
+        self.0.iter().map(|p| &p.op).collect()
     }
 
     pub fn len(&self) -> usize {
