@@ -43,6 +43,11 @@ pub enum SyncError {
     WrongPassword,
     #[error("{}", quota.message(*limit))]
     QuotaExceeded { quota: Quota, limit: u64 },
+    /// A record operation (a patch, a record restore) on a key that does
+    /// not hold a record list (an array of objects with unique ids, as
+    /// `JSON.stringify` writes it).
+    #[error("key {key:?} does not hold a record list")]
+    NotRecords { key: String },
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("value of key {key:?} exceeds {limit} bytes")]
@@ -78,7 +83,7 @@ impl SyncError {
             Self::Unauthorized | Self::InvalidCredentials => 401,
             Self::NotFound | Self::Missing(_) => 404,
             Self::MethodNotAllowed => 405,
-            Self::EmailTaken => 409,
+            Self::EmailTaken | Self::NotRecords { .. } => 409,
             Self::PayloadTooLarge { .. }
             | Self::ValueTooLarge { .. }
             | Self::FrameTooLarge { .. } => 413,
@@ -104,6 +109,7 @@ impl SyncError {
             Self::NotFound | Self::Missing(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
+            Self::NotRecords { .. } => "not_records",
             Self::RegistrationClosed { .. } => "registration_closed",
             Self::WrongPassword => "wrong_password",
             Self::QuotaExceeded { .. } => "quota_exceeded",
@@ -135,6 +141,7 @@ impl SyncError {
             | Self::Missing(_)
             | Self::MethodNotAllowed
             | Self::EmailTaken
+            | Self::NotRecords { .. }
             | Self::RegistrationClosed { .. }
             | Self::WrongPassword
             | Self::QuotaExceeded { .. }

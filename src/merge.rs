@@ -332,6 +332,135 @@ fn lww_record(stored: RecordSide<'_>, incoming: RecordSide<'_>) -> RecordMerge {
     }
 }
 
+// ------------------------------------------------------------ record lists
+
+/// One side of a record-list merge: `(id, text)` in order, and the time of
+/// each record's write.
+pub struct ListSide<'a> {
+    pub records: Vec<(&'a str, &'a str)>,
+    pub updated_at: HashMap<&'a str, i64>,
+    /// The write's own time (for records without one of their own).
+    pub write_time: i64,
+}
+
+/// What merging a stale write of a record list gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListMerge {
+    /// The list to store, `(id, text)` in order.
+    pub records: Vec<(String, String)>,
+    /// Records changed on both sides, by id.
+    pub conflicts: Vec<String>,
+    /// What the writer sent for a record that did not win as sent.
+    pub losers: Vec<(String, String)>,
+}
+
+/// Merges a stale write of a record list, record by record, against the
+/// list both sides started from (`base`, `None` when it is no longer kept):
+/// a record changed on one side takes that change; changed on both, it goes
+/// through `merge_record`; deleted on one side and edited on the other, it
+/// is kept; without a base, records on one side only are kept. The order
+/// is the side that reordered (incoming when it moved anything), with the
+/// other side's additions after their predecessor there.
+pub fn merge_lists(
+    base: Option<&[(&str, &str)]>,
+    stored: &ListSide<'_>,
+    incoming: &ListSide<'_>,
+) -> ListMerge {
+    let texts = |l: &[(&str, &str)]| -> HashMap<String, String> {
+        l.iter()
+            .map(|(i, t)| ((*i).to_owned(), (*t).to_owned()))
+            .collect()
+    };
+    let b = base.map(texts);
+    let s = texts(&stored.records);
+    let i = texts(&incoming.records);
+    let mut out = ListMerge::default();
+    let mut result: HashMap<String, String> = HashMap::new();
+    let ids = stored
+        .records
+        .iter()
+        .chain(&incoming.records)
+        .map(|(id, _)| *id)
+        .collect::<HashSet<&str>>();
+    for id in ids {
+        let (sv, iv) = (s.get(id).map(String::as_str), i.get(id).map(String::as_str));
+        let bv = b.as_ref().and_then(|b| b.get(id)).map(String::as_str);
+        let keep = match &b {
+            _ if sv == iv => sv.map(str::to_owned),
+            Some(_) if iv == bv => sv.map(str::to_owned),
+            Some(_) if sv == bv => iv.map(str::to_owned),
+            None if sv.is_none() || iv.is_none() => sv.or(iv).map(str::to_owned),
+            _ => {
+                let side = |l: &ListSide<'_>, t| RecordSide {
+                    text: t,
+                    updated_at: l.updated_at.get(id).copied().unwrap_or(l.write_time),
+                };
+                out.conflicts.push(id.to_owned());
+                match merge_record(bv, side(stored, sv), side(incoming, iv)) {
+                    RecordMerge::Stored => sv.map(str::to_owned),
+                    RecordMerge::Incoming => iv.map(str::to_owned),
+                    RecordMerge::Merged(t) => Some(t),
+                }
+            }
+        };
+        if let Some(sent) = iv {
+            if keep.as_deref() != Some(sent) && bv != Some(sent) {
+                out.losers.push((id.to_owned(), sent.to_owned()));
+            }
+        }
+        if let Some(t) = keep {
+            result.insert(id.to_owned(), t);
+        }
+    }
+    out.conflicts.sort();
+    out.losers.sort();
+    // Which side's order leads.
+    let so: Vec<&str> = stored.records.iter().map(|(id, _)| *id).collect();
+    let io: Vec<&str> = incoming.records.iter().map(|(id, _)| *id).collect();
+    let incoming_moved = match &b {
+        Some(b) => {
+            fn common<'x>(o: &[&'x str], other: &HashMap<String, String>) -> Vec<&'x str> {
+                o.iter()
+                    .filter(|id| other.contains_key(**id))
+                    .copied()
+                    .collect()
+            }
+            let bo: Vec<&str> = base.unwrap_or_default().iter().map(|(id, _)| *id).collect();
+            common(&io, b) != common(&bo, &i)
+        }
+        None => (incoming.write_time, &io) > (stored.write_time, &so),
+    };
+    let (primary, secondary) = if incoming_moved {
+        (&io, &so)
+    } else {
+        (&so, &io)
+    };
+    let in_primary: HashSet<&str> = primary.iter().copied().collect();
+    let mut after: HashMap<Option<&str>, Vec<&str>> = HashMap::new();
+    let mut anchor: Option<&str> = None;
+    for id in secondary.iter().copied() {
+        if in_primary.contains(id) {
+            anchor = Some(id);
+        } else if result.contains_key(id) {
+            after.entry(anchor).or_default().push(id);
+        }
+    }
+    let mut ids: Vec<&str> = after.remove(&None).unwrap_or_default();
+    for id in primary.iter().copied() {
+        if result.contains_key(id) {
+            ids.push(id);
+        }
+        if let Some(run) = after.remove(&Some(id)) {
+            ids.extend(run);
+        }
+    }
+    out.records = ids
+        .into_iter()
+        .filter_map(|id| result.remove(id).map(|t| (id.to_owned(), t)))
+        .collect();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 /// One element: its id and its exact JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +159,23 @@ pub fn apply(old: &[Record<'_>], patch: &Patch) -> Option<String> {
     Some(join(ordered?))
 }
 
+/// `list` with record `id` set to `text` (in its place, or appended when
+/// the list lacks it) or removed (`text` `None`); `None` when there is
+/// nothing to do that way (removing a record the list lacks).
+pub fn put_record(list: &[Record<'_>], id: &str, text: Option<&str>) -> Option<String> {
+    let at = list.iter().position(|r| r.id == id);
+    let mut texts: Vec<&str> = list.iter().map(|r| r.text).collect();
+    match (at, text) {
+        (Some(i), Some(t)) => texts[i] = t,
+        (None, Some(t)) => texts.push(t),
+        (Some(i), None) => {
+            texts.remove(i);
+        }
+        (None, None) => return None,
+    }
+    Some(join(texts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,4 +303,196 @@ mod tests {
             }
         }
     }
+}
+
+// ------------------------------------------------------------ stored sets
+
+/// One stored record: its verbatim text, the id before it (the key's order
+/// is the chain of predecessors, so an edit or an append rewrites one
+/// record, an insert or a removal two), and the key version that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rec {
+    pub text: Rc<str>,
+    pub prev: Option<Rc<str>>,
+    pub version: u64,
+    /// The edit time of the write that made this row.
+    pub updated_at: i64,
+}
+
+/// A key held as records: what the hub keeps in memory of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordSet {
+    /// The version at which the key became records (its epoch row).
+    pub epoch: u64,
+    pub order: Vec<Rc<str>>,
+    pub recs: HashMap<Rc<str>, Rec>,
+}
+
+/// A stored row of one record, as read back.
+#[derive(Debug, Clone)]
+pub struct StoredRec {
+    pub id: String,
+    pub text: String,
+    pub prev: Option<String>,
+    pub version: u64,
+    pub updated_at: i64,
+}
+
+impl RecordSet {
+    /// The set the live rows make. Their predecessors give the order; rows
+    /// that the chain does not reach (which a consistent store never has)
+    /// still come back, after it, by id, so nothing stored is dropped.
+    pub fn from_rows(epoch: u64, rows: Vec<StoredRec>) -> Self {
+        let mut recs: HashMap<Rc<str>, Rec> = HashMap::with_capacity(rows.len());
+        let mut next: HashMap<Option<Rc<str>>, Vec<Rc<str>>> = HashMap::new();
+        for r in rows {
+            let id: Rc<str> = Rc::from(r.id);
+            let prev: Option<Rc<str>> = r.prev.map(Rc::from);
+            next.entry(prev.clone()).or_default().push(id.clone());
+            recs.insert(
+                id,
+                Rec {
+                    text: Rc::from(r.text),
+                    prev,
+                    version: r.version,
+                    updated_at: r.updated_at,
+                },
+            );
+        }
+        let mut order = Vec::with_capacity(recs.len());
+        let mut seen: HashSet<Rc<str>> = HashSet::with_capacity(recs.len());
+        let mut at: Option<Rc<str>> = None;
+        loop {
+            let Some(ids) = next.get(&at) else { break };
+            let Some(id) = ids.iter().find(|id| !seen.contains(*id)).cloned() else {
+                break;
+            };
+            seen.insert(id.clone());
+            order.push(id.clone());
+            at = Some(id);
+        }
+        if order.len() < recs.len() {
+            let mut rest: Vec<Rc<str>> = recs
+                .keys()
+                .filter(|id| !seen.contains(*id))
+                .cloned()
+                .collect();
+            rest.sort();
+            order.extend(rest);
+        }
+        Self { epoch, order, recs }
+    }
+
+    /// The value: `[` + texts in order + `]`.
+    pub fn value(&self) -> String {
+        join(
+            self.order
+                .iter()
+                .filter_map(|id| self.recs.get(id).map(|r| &*r.text)),
+        )
+    }
+
+    /// Bytes of `value()`, without building it.
+    pub fn value_len(&self) -> usize {
+        let texts: usize = self.recs.values().map(|r| r.text.len()).sum();
+        2 + texts + self.recs.len().saturating_sub(1)
+    }
+
+    /// The set as `Record`s, in order.
+    pub fn records(&self) -> Vec<Record<'_>> {
+        self.order
+            .iter()
+            .filter_map(|id| {
+                self.recs.get(id).map(|r| Record {
+                    id: id.to_string(),
+                    text: &r.text,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One record row a write adds: a new text or position (`text` set) or a
+/// removal (`text` `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordChange {
+    pub id: Rc<str>,
+    pub text: Option<Rc<str>>,
+    pub prev: Option<Rc<str>>,
+}
+
+/// The rows that turn `old` into `new`: each record that is new, changed or
+/// whose predecessor changed, and each removed one; and `new`'s order. A
+/// one-field edit is one row, whatever the size of the list.
+pub fn changes(old: &RecordSet, new: &[Record<'_>]) -> (Vec<RecordChange>, Vec<Rc<str>>) {
+    let mut out = Vec::new();
+    let mut order = Vec::with_capacity(new.len());
+    let mut prev: Option<Rc<str>> = None;
+    let mut kept: HashSet<&str> = HashSet::with_capacity(new.len());
+    for r in new {
+        kept.insert(r.id.as_str());
+        let stored = old.recs.get(r.id.as_str());
+        let id: Rc<str> = stored
+            .and_then(|_| {
+                old.recs
+                    .get_key_value(r.id.as_str())
+                    .map(|(k, _)| k.clone())
+            })
+            .unwrap_or_else(|| Rc::from(r.id.as_str()));
+        let same = stored.is_some_and(|s| &*s.text == r.text && s.prev == prev);
+        if !same {
+            let text = match stored {
+                Some(s) if &*s.text == r.text => s.text.clone(),
+                _ => Rc::from(r.text),
+            };
+            out.push(RecordChange {
+                id: id.clone(),
+                text: Some(text),
+                prev: prev.clone(),
+            });
+        }
+        order.push(id.clone());
+        prev = Some(id);
+    }
+    for id in &old.order {
+        if !kept.contains(&**id) {
+            out.push(RecordChange {
+                id: id.clone(),
+                text: None,
+                prev: None,
+            });
+        }
+    }
+    (out, order)
+}
+
+/// `set` with `changes` applied, as written at `version`.
+pub fn applied(
+    set: &RecordSet,
+    changes: &[RecordChange],
+    version: u64,
+    updated_at: i64,
+    new_order: Vec<Rc<str>>,
+) -> RecordSet {
+    let mut next = set.clone();
+    for c in changes {
+        match &c.text {
+            Some(text) => {
+                next.recs.insert(
+                    c.id.clone(),
+                    Rec {
+                        text: text.clone(),
+                        prev: c.prev.clone(),
+                        version,
+                        updated_at,
+                    },
+                );
+            }
+            None => {
+                next.recs.remove(&c.id);
+            }
+        }
+    }
+    next.order = new_order;
+    next
 }

@@ -38,6 +38,19 @@ pub enum Route {
     },
     /// `POST /api/sync/:key/restore`
     Restore(Key),
+    /// `GET /api/sync/:key/records/:id/history[?limit=N]`: one record of a
+    /// record list, every version kept, newest first.
+    RecordHistory {
+        key: Key,
+        id: String,
+        limit: usize,
+    },
+    /// `POST /api/sync/:key/records/:id/restore`: one record as it was at a
+    /// version of the key, the others untouched.
+    RecordRestore {
+        key: Key,
+        id: String,
+    },
     /// `GET /api/export`
     Export,
     /// `POST /api/import`
@@ -114,6 +127,17 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
             let key = decode_key(raw_key)?;
             allow(&["POST"], Route::Restore(key))
         }
+        ["api", "sync", raw_key, "records", raw_id, "history"] => {
+            let key = decode_key(raw_key)?;
+            let id = decode_record_id(raw_id)?;
+            let (_, limit) = parse_page(query)?;
+            allow(&["GET"], Route::RecordHistory { key, id, limit })
+        }
+        ["api", "sync", raw_key, "records", raw_id, "restore"] => {
+            let key = decode_key(raw_key)?;
+            let id = decode_record_id(raw_id)?;
+            allow(&["POST"], Route::RecordRestore { key, id })
+        }
         _ => Err(SyncError::NotFound),
     }
 }
@@ -181,6 +205,22 @@ fn decode_key(raw: &str) -> Result<Key, SyncError> {
         .decode_utf8()
         .map_err(|_| SyncError::InvalidKey("key is not valid UTF-8".into()))?;
     Key::parse(&decoded)
+}
+
+/// Longest record id a route names (ids are the lists' own `id` fields).
+pub const MAX_RECORD_ID_BYTES: usize = 1024;
+
+/// A record's id: a string id as it is, a number id as written (`7`).
+fn decode_record_id(raw: &str) -> Result<String, SyncError> {
+    let id = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| SyncError::InvalidRequest("record id is not valid UTF-8".into()))?;
+    if id.is_empty() || id.len() > MAX_RECORD_ID_BYTES {
+        return Err(SyncError::InvalidRequest(format!(
+            "record id must be 1–{MAX_RECORD_ID_BYTES} bytes"
+        )));
+    }
+    Ok(id.into_owned())
 }
 
 fn parse_since(query: Option<&str>) -> Result<u64, SyncError> {
@@ -254,6 +294,33 @@ mod tests {
         assert_eq!(
             route("POST", "/api/sync/k/restore", None),
             Ok(Route::Restore(key("k")))
+        );
+        assert_eq!(
+            route(
+                "GET",
+                "/api/sync/k/records/inv%2F7/history",
+                Some("limit=3")
+            ),
+            Ok(Route::RecordHistory {
+                key: key("k"),
+                id: "inv/7".into(),
+                limit: 3
+            })
+        );
+        assert_eq!(
+            route("POST", "/api/sync/k/records/7/restore", None),
+            Ok(Route::RecordRestore {
+                key: key("k"),
+                id: "7".into()
+            })
+        );
+        assert_eq!(
+            route("GET", "/api/sync/k/records/7/restore", None),
+            Err(SyncError::MethodNotAllowed)
+        );
+        assert_eq!(
+            route("GET", "/api/sync/k/records//history", None).map_err(|e| e.code()),
+            Err("invalid_request")
         );
         assert_eq!(route("GET", "/api/export", None), Ok(Route::Export));
         assert_eq!(route("POST", "/api/import", None), Ok(Route::Import));

@@ -429,6 +429,7 @@ fn every_error() -> Vec<SyncError> {
         SyncError::Missing(String::new()),
         SyncError::MethodNotAllowed,
         SyncError::EmailTaken,
+        SyncError::NotRecords { key: String::new() },
         SyncError::RegistrationClosed { allowlist: true },
         SyncError::WrongPassword,
         SyncError::QuotaExceeded {
@@ -469,6 +470,7 @@ fn every_error() -> Vec<SyncError> {
             | SyncError::Missing(_)
             | SyncError::MethodNotAllowed
             | SyncError::EmailTaken
+            | SyncError::NotRecords { .. }
             | SyncError::RegistrationClosed { .. }
             | SyncError::WrongPassword
             | SyncError::QuotaExceeded { .. }

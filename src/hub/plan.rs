@@ -11,8 +11,12 @@ use crate::protocol::{
     WriteResponse,
 };
 use crate::quota::Usage;
+use crate::records::{self, RecordSet};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+mod lists;
 
 /// What the hub remembers of a key's current value (never the value itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +25,21 @@ pub struct KeyMeta {
     pub deleted: bool,
     pub updated_at: i64,
     pub hash: String,
+    /// The key's newest row in `sync_history`: its value, or for a record
+    /// list the row its records belong to.
     pub hist_id: u64,
+    /// The value is kept as records (`sync_records`); `hash` is then empty.
+    pub records: bool,
+    /// For a record list written since it started: the version it started at.
+    pub epoch: Option<u64>,
+}
+
+impl KeyMeta {
+    /// The version of the key's newest `sync_history` row: for a record
+    /// list, the version its records started at.
+    pub fn hist_version(&self) -> u64 {
+        self.epoch.unwrap_or(self.version)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +54,8 @@ pub struct UserState {
     pub unpruned: HashMap<String, u64>,
     /// Stored bytes and the day's write units, as of the last commit.
     pub usage: Usage,
+    /// Record lists read so far (loaded on a key's first write after a wake).
+    pub records: HashMap<String, RecordSet>,
 }
 
 /// Which endpoint a write came from decides the shape of its answer.
@@ -76,6 +96,11 @@ pub struct HistoryRow {
     pub hash: String,
     pub updated_at: i64,
     pub device_id: String,
+    /// The row starts a record list: its records are rows of `sync_records`
+    /// (`value` is `None` without meaning a deletion).
+    pub records: bool,
+    /// Bytes of the value this row stands for.
+    pub size: usize,
 }
 
 impl HistoryRow {
@@ -83,12 +108,44 @@ impl HistoryRow {
     pub fn meta(&self) -> Option<KeyMeta> {
         Some(KeyMeta {
             version: self.version?,
-            deleted: self.value.is_none(),
+            deleted: self.value.is_none() && !self.records,
             updated_at: self.updated_at,
             hash: self.hash.clone(),
             hist_id: self.hist_id,
+            records: self.records,
+            epoch: None,
         })
     }
+}
+
+/// One row of `sync_records`: a version of one record (or its removal), or
+/// a record a stale write sent that did not win as sent (`version` `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    pub op: usize,
+    /// Per user, from the same counter as history rows.
+    pub seq: u64,
+    pub key: String,
+    pub id: Rc<str>,
+    pub version: Option<u64>,
+    /// `None`: the record was removed.
+    pub text: Option<Rc<str>>,
+    pub prev: Option<Rc<str>>,
+    pub updated_at: i64,
+    pub device_id: String,
+    /// Bytes of the key's whole value at this version.
+    pub size: usize,
+}
+
+/// A new version of a record list, for broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordVersion {
+    pub op: usize,
+    pub key: String,
+    pub version: u64,
+    pub updated_at: i64,
+    pub device_id: String,
+    pub value: String,
 }
 
 /// What a write is answered with: typed until it reaches the wire.
@@ -161,6 +218,12 @@ pub struct Plan {
     /// The group created a key (the stored key list must be rewritten).
     pub new_keys: bool,
     pub history: Vec<HistoryRow>,
+    /// Record rows to insert, in version order.
+    pub record_rows: Vec<RecordRow>,
+    /// Each new version of a record list, in version order.
+    pub record_versions: Vec<RecordVersion>,
+    /// Record lists after this plan: the ones it wrote or read.
+    pub records: HashMap<String, RecordSet>,
     /// (requestId, answer JSON) to remember.
     pub requests: Vec<(String, String)>,
     /// Remembered answers created before this time may be dropped.
@@ -184,6 +247,12 @@ impl UserState {
         self.keys.clone_from(&plan.keys);
         self.unpruned.clone_from(&plan.unpruned);
         self.usage = plan.usage;
+        for (key, set) in &plan.records {
+            self.records.insert(key.clone(), set.clone());
+        }
+        let keys = &self.keys;
+        self.records
+            .retain(|k, _| keys.get(k).is_some_and(|m| m.records && !m.deleted));
     }
 
     /// Keys that hold a value (deleted ones do not).
@@ -202,8 +271,25 @@ impl UserState {
 }
 
 impl Plan {
+    /// Bytes of values the plan's rows store.
+    pub fn stored_bytes(&self) -> u64 {
+        let whole: usize = self
+            .history
+            .iter()
+            .filter_map(|h| h.value.as_ref())
+            .map(String::len)
+            .sum();
+        let records: usize = self
+            .record_rows
+            .iter()
+            .filter_map(|r| r.text.as_ref())
+            .map(|t| t.len())
+            .sum();
+        (whole + records) as u64
+    }
+
     pub fn writes_anything(&self) -> bool {
-        !self.history.is_empty() || !self.requests.is_empty()
+        !self.history.is_empty() || !self.record_rows.is_empty() || !self.requests.is_empty()
     }
 
     /// Every key the user has after this plan, sorted: stored with the
@@ -233,22 +319,35 @@ impl Plan {
     /// broadcast once the plan is committed. Two writes to one key in a
     /// group are both sent, so devices see every version without gaps.
     pub fn changes(&self) -> Vec<(usize, Change)> {
-        self.history
-            .iter()
-            .filter_map(|h| {
-                Some((
-                    h.op,
-                    Change {
-                        key: h.key.clone(),
-                        value: h.value.clone(),
-                        version: h.version?,
-                        deleted: h.value.is_none(),
-                        updated_at: h.updated_at,
-                        device_id: h.device_id.clone(),
-                    },
-                ))
-            })
-            .collect()
+        let whole = self.history.iter().filter(|h| !h.records).filter_map(|h| {
+            Some((
+                h.op,
+                Change {
+                    key: h.key.clone(),
+                    value: h.value.clone(),
+                    version: h.version?,
+                    deleted: h.value.is_none(),
+                    updated_at: h.updated_at,
+                    device_id: h.device_id.clone(),
+                },
+            ))
+        });
+        let lists = self.record_versions.iter().map(|r| {
+            (
+                r.op,
+                Change {
+                    key: r.key.clone(),
+                    value: Some(r.value.clone()),
+                    version: r.version,
+                    deleted: false,
+                    updated_at: r.updated_at,
+                    device_id: r.device_id.clone(),
+                },
+            )
+        });
+        let mut all: Vec<(usize, Change)> = whole.chain(lists).collect();
+        all.sort_by_key(|(_, c)| c.version);
+        all
     }
 }
 
@@ -289,6 +388,7 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
         prev_cursor: state.cursor,
         prev_hist_seq: state.hist_seq,
         usage: state.usage,
+        records: values.sets.clone(),
         ..Plan::default()
     };
     let mut fresh: HashMap<&str, Answer> = HashMap::new();
@@ -297,10 +397,24 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
             p.replies.push(replay(op, answer.clone()));
             continue;
         }
+        // A record list must be in memory before anything writes to it.
+        let unread = op.writes.iter().any(|w| {
+            p.keys
+                .get(w.key.as_str())
+                .is_some_and(|m| m.records && !m.deleted)
+                && !p.records.contains_key(w.key.as_str())
+                && !state.records.contains_key(w.key.as_str())
+        });
+        if unread {
+            p.replies.push(Err(SyncError::Internal(
+                "a record list was not read before its write".into(),
+            )));
+            continue;
+        }
         let results: Vec<KeyResult> = op
             .writes
             .iter()
-            .map(|w| apply_write(&mut p, index, w, &op.device_id, now_ms, values))
+            .map(|w| apply_write(&mut p, state, index, w, &op.device_id, now_ms, values))
             .collect();
         let answer = answer_of(op.shape, results, p.cursor);
         if let Some(rid) = &op.request_id {
@@ -346,6 +460,7 @@ pub fn choose_prune_keys(state: &UserState, plan: &mut Plan, every: u64) {
 
 fn apply_write(
     p: &mut Plan,
+    state: &UserState,
     op: usize,
     w: &Write,
     device_id: &str,
@@ -353,9 +468,24 @@ fn apply_write(
     values: &Values,
 ) -> KeyResult {
     let key = w.key.as_str().to_owned();
-    let hash = value_hash(w.value.as_deref());
     let incoming_updated_at = merge::effective_updated_at(w.updated_at, now_ms);
     let stored = p.keys.get(&key).cloned();
+    if let Some(meta) = stored.as_ref().filter(|m| m.records && !m.deleted) {
+        let set = p
+            .records
+            .remove(&key)
+            .or_else(|| state.records.get(&key).cloned());
+        if let Some(set) = set {
+            let mut rows = Rows {
+                p,
+                op,
+                key: &key,
+                device_id,
+            };
+            return lists::write(&mut rows, w, meta, set, incoming_updated_at, values);
+        }
+    }
+    let hash = value_hash(w.value.as_deref());
     let decision = {
         let incoming = Side {
             deleted: w.value.is_none(),
@@ -380,6 +510,7 @@ fn apply_write(
         base_version: w.base_version,
         incoming_updated_at,
         stored_updated_at: stored.as_ref().map_or(0, |m| m.updated_at),
+        records: Vec::new(),
     };
     let mut rows = Rows {
         p,
@@ -456,22 +587,30 @@ impl Rows<'_> {
             hist_id: self.p.hist_seq,
             key: self.key.to_owned(),
             version,
+            size: value.as_ref().map_or(0, String::len),
             value,
             hash,
             updated_at: at,
             device_id: self.device_id.to_owned(),
+            records: false,
         };
         if let Some(meta) = row.meta() {
             self.p.keys.insert(self.key.to_owned(), meta);
+            self.p.records.remove(self.key);
         }
         self.p.history.push(row);
     }
 
-    /// A new current value: the next version.
+    /// A new current value: the next version. A record list starts a new
+    /// list of records (the first write of it, or after a value that was
+    /// not one).
     fn accept(&mut self, value: Option<String>, hash: String, at: i64) -> u64 {
         self.p.cursor += 1;
         let version = self.p.cursor;
-        self.push(Some(version), value, hash, at);
+        match value.as_deref().and_then(records::split) {
+            Some(list) => lists::start(self, version, &list, at),
+            None => self.push(Some(version), value, hash, at),
+        }
         version
     }
 
@@ -505,7 +644,7 @@ fn try_merge(
             .find(|h| h.key == key && h.version == Some(version))
         {
             Some(h) => h.value.as_deref(),
-            None => values.get(&(key.to_owned(), version))?.as_deref(),
+            None => values.versions.get(&(key.to_owned(), version))?.as_deref(),
         }
     };
     merge::merge_by_id(
@@ -521,25 +660,51 @@ fn try_merge(
     )
 }
 
-/// Values of past versions a plan may merge against: (key, version) → the
-/// value (`None` for a deletion). The object reads them from D1 first.
-pub type Values = HashMap<(String, u64), Option<String>>;
+/// What a plan reads beyond the hub's state: values of past versions to
+/// merge against ((key, version) → the value, `None` for a deletion), and
+/// record lists not yet in memory. The object reads them from D1 first.
+#[derive(Debug, Default)]
+pub struct Values {
+    pub versions: HashMap<(String, u64), Option<String>>,
+    pub sets: HashMap<String, RecordSet>,
+}
 
-/// The (key, version) values `plan` needs for `ops`: for each write of an
-/// array whose base is behind the stored version (or whose key another write
-/// of the group also touches), its base and the key's current value.
-pub fn merge_inputs<O: Borrow<Op>>(state: &UserState, ops: &[O]) -> Vec<(String, u64)> {
+/// What `plan` needs read for a group (see `Values`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub versions: Vec<(String, u64)>,
+    /// Record lists to load: (key, the version they started at).
+    pub sets: Vec<(String, u64)>,
+}
+
+impl Wanted {
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty() && self.sets.is_empty()
+    }
+}
+
+/// What `plan` needs for `ops`: for each write of an array whose base is
+/// behind the stored version (or whose key another write of the group also
+/// touches), its base and the key's current value (a record list's current
+/// value is its records); and the record lists written to that are not in
+/// memory yet.
+pub fn merge_inputs<O: Borrow<Op>>(state: &UserState, ops: &[O]) -> Wanted {
     let writes = || ops.iter().flat_map(|o| &o.borrow().writes);
     let mut per_key: HashMap<&str, usize> = HashMap::new();
     for w in writes() {
         *per_key.entry(w.key.as_str()).or_default() += 1;
     }
     let mut needed = BTreeSet::new();
+    let mut sets = BTreeSet::new();
     for w in writes() {
-        let (Some(value), Some(base)) = (&w.value, w.base_version) else {
+        let Some(meta) = state.keys.get(w.key.as_str()) else {
             continue;
         };
-        let Some(meta) = state.keys.get(w.key.as_str()) else {
+        let list = meta.records && !meta.deleted;
+        if list && !state.records.contains_key(w.key.as_str()) {
+            sets.insert((w.key.as_str().to_owned(), meta.hist_version()));
+        }
+        let (Some(value), Some(base)) = (&w.value, w.base_version) else {
             continue;
         };
         let shared = per_key.get(w.key.as_str()).is_some_and(|n| *n > 1);
@@ -549,10 +714,15 @@ pub fn merge_inputs<O: Borrow<Op>>(state: &UserState, ops: &[O]) -> Vec<(String,
             && value.trim_start().starts_with('[')
         {
             needed.insert((w.key.as_str().to_owned(), base));
-            needed.insert((w.key.as_str().to_owned(), meta.version));
+            if !list {
+                needed.insert((w.key.as_str().to_owned(), meta.version));
+            }
         }
     }
-    needed.into_iter().collect()
+    Wanted {
+        versions: needed.into_iter().collect(),
+        sets: sets.into_iter().collect(),
+    }
 }
 
 fn answer_of(shape: Shape, mut results: Vec<KeyResult>, cursor: u64) -> Answer {
@@ -614,7 +784,7 @@ mod tests {
 
     /// `plan` with no stored values to merge against.
     fn plan_(s: &UserState, ops: Vec<Op>, now: i64) -> Plan {
-        plan(s, &ops, now, &Values::new())
+        plan(s, &ops, now, &Values::default())
     }
 
     fn write_answer(r: &Result<Answer, SyncError>) -> WriteResponse {
@@ -830,48 +1000,119 @@ mod tests {
         let mut s = UserState::default();
         let p = plan_(&s, vec![single(put("list", BASE, None, Some(1)), None)], 10);
         adopt(&mut s, p);
-        let mut values = Values::new();
-        values.insert(("list".into(), 1), Some(BASE.into()));
+        let mut values = Values::default();
+        values
+            .versions
+            .insert(("list".into(), 1), Some(BASE.into()));
         (s, values)
     }
 
+    /// The value of `key` after `p`, as its last change says.
+    fn value_after(p: &Plan, key: &str) -> String {
+        p.changes()
+            .into_iter()
+            .rev()
+            .find(|(_, c)| c.key == key)
+            .and_then(|(_, c)| c.value)
+            .unwrap()
+    }
+
     #[test]
-    fn stale_array_writes_merge_by_id() {
-        let (mut s, mut values) = with_list();
+    fn edits_to_different_records_never_conflict() {
+        let (mut s, values) = with_list();
         let stored = r#"[{"id":1,"t":"a"},{"id":2,"t":"b"},{"id":3,"t":"c"}]"#;
         let p = plan_(
             &s,
             vec![single(put("list", stored, Some(1), Some(20)), None)],
             30,
         );
+        assert!(
+            p.history.is_empty(),
+            "an edit of a list adds no history row"
+        );
+        assert_eq!(p.record_rows.len(), 1, "only the new record is a row");
+        assert_eq!(p.record_rows[0].prev.as_deref(), Some("2"));
         adopt(&mut s, p);
-        values.insert(("list".into(), 2), Some(stored.into()));
         let incoming = r#"[{"id":1,"t":"A"},{"id":2,"t":"b"}]"#;
         let ops = vec![single(put("list", incoming, Some(1), Some(25)), None)];
-        assert_eq!(
-            merge_inputs(&s, &ops),
-            [("list".to_string(), 1), ("list".to_string(), 2)]
-        );
+        let wanted = merge_inputs(&s, &ops);
+        assert_eq!(wanted.versions, [("list".to_string(), 1)]);
+        assert!(wanted.sets.is_empty(), "the list is in memory");
         let p = plan(&s, &ops, 30, &values);
+        assert_eq!(p.record_rows.len(), 1);
         assert_eq!(
-            p.history.len(),
-            2,
-            "the incoming value is kept, then the merge"
+            p.record_rows[0].text.as_deref(),
+            Some(r#"{"id":1,"t":"A"}"#)
         );
-        assert_eq!(p.history[0].version, None);
-        assert_eq!(p.history[0].value.as_deref(), Some(incoming));
-        let merged = p.history[1].value.clone().unwrap();
         assert_eq!(
-            merged,
+            value_after(&p, "list"),
             r#"[{"id":1,"t":"A"},{"id":2,"t":"b"},{"id":3,"t":"c"}]"#
         );
         let r = adopt(&mut s, p);
+        assert_eq!(r[0].conflict, None);
+        assert_eq!((r[0].version, s.keys["list"].version), (3, 3));
+    }
+
+    #[test]
+    fn a_record_edited_on_both_sides_merges_field_by_field() {
+        let mut s = UserState::default();
+        let base = r#"[{"id":1,"a":1,"b":1},{"id":2}]"#;
+        let p = plan_(&s, vec![single(put("k", base, None, Some(1)), None)], 10);
+        adopt(&mut s, p);
+        let stored = r#"[{"id":1,"a":2,"b":1},{"id":2}]"#;
+        let p = plan_(
+            &s,
+            vec![single(put("k", stored, Some(1), Some(5)), None)],
+            10,
+        );
+        adopt(&mut s, p);
+        let mut values = Values::default();
+        values.versions.insert(("k".into(), 1), Some(base.into()));
+        let incoming = r#"[{"id":1,"a":1,"b":2}]"#;
+        let p = plan(
+            &s,
+            &[single(put("k", incoming, Some(1), Some(6)), None)],
+            10,
+            &values,
+        );
+        // b changed here, a there; record 2 was removed here, untouched there.
+        assert_eq!(value_after(&p, "k"), r#"[{"id":1,"a":2,"b":2}]"#);
+        let loser = p.record_rows.iter().find(|r| r.version.is_none()).unwrap();
+        assert_eq!(loser.text.as_deref(), Some(r#"{"id":1,"a":1,"b":2}"#));
+        let r = adopt(&mut s, p);
         let c = r[0].conflict.as_ref().unwrap();
         assert_eq!(
-            (c.resolution, c.winner, c.version),
-            (Resolution::Merged, Winner::Merged, 3)
+            (c.resolution, c.winner),
+            (Resolution::Merged, Winner::Merged)
         );
-        assert_eq!(s.keys["list"].version, 3);
+        assert_eq!(c.records, ["1"]);
+    }
+
+    #[test]
+    fn a_record_deleted_on_one_side_and_edited_on_the_other_is_kept() {
+        let mut s = UserState::default();
+        let base = r#"[{"id":1,"t":"a"},{"id":2,"t":"b"}]"#;
+        let p = plan_(&s, vec![single(put("k", base, None, Some(1)), None)], 10);
+        adopt(&mut s, p);
+        let p = plan_(
+            &s,
+            vec![single(
+                put("k", r#"[{"id":2,"t":"b"}]"#, Some(1), Some(5)),
+                None,
+            )],
+            10,
+        );
+        adopt(&mut s, p);
+        let mut values = Values::default();
+        values.versions.insert(("k".into(), 1), Some(base.into()));
+        let edit = r#"[{"id":1,"t":"A"},{"id":2,"t":"b"}]"#;
+        let p = plan(
+            &s,
+            &[single(put("k", edit, Some(1), Some(6)), None)],
+            10,
+            &values,
+        );
+        assert_eq!(value_after(&p, "k"), edit);
     }
 
     #[test]
@@ -883,14 +1124,64 @@ mod tests {
             single(put("list", a, Some(1), Some(20)), None),
             single(put("list", b, Some(1), Some(21)), None),
         ];
-        assert_eq!(merge_inputs(&s, &ops), [("list".to_string(), 1)]);
+        assert_eq!(merge_inputs(&s, &ops).versions, [("list".to_string(), 1)]);
         let p = plan(&s, &ops, 30, &values);
-        let current = p.current();
         // b removed 1, a added 3: both hold.
         assert_eq!(
-            current[0].value.as_deref(),
-            Some(r#"[{"id":2,"t":"b"},{"id":3,"t":"from a"}]"#)
+            value_after(&p, "list"),
+            r#"[{"id":2,"t":"b"},{"id":3,"t":"from a"}]"#
         );
+    }
+
+    #[test]
+    fn stale_whole_arrays_merge_by_id() {
+        // Not record lists (a space after each comma): kept whole, merged whole.
+        let base = r#"[{"id":1,"t":"a"}, {"id":2,"t":"b"}]"#;
+        let mut s = UserState::default();
+        let p = plan_(&s, vec![single(put("list", base, None, Some(1)), None)], 10);
+        assert!(p.record_rows.is_empty());
+        adopt(&mut s, p);
+        let stored = r#"[{"id":1,"t":"a"}, {"id":2,"t":"b"}, {"id":3,"t":"c"}]"#;
+        let p = plan_(
+            &s,
+            vec![single(put("list", stored, Some(1), Some(20)), None)],
+            30,
+        );
+        adopt(&mut s, p);
+        let mut values = Values::default();
+        values
+            .versions
+            .insert(("list".into(), 1), Some(base.into()));
+        values
+            .versions
+            .insert(("list".into(), 2), Some(stored.into()));
+        let incoming = r#"[{"id":1,"t":"A"}, {"id":2,"t":"b"}]"#;
+        let ops = vec![single(put("list", incoming, Some(1), Some(25)), None)];
+        assert_eq!(
+            merge_inputs(&s, &ops).versions,
+            [("list".to_string(), 1), ("list".to_string(), 2)]
+        );
+        let p = plan(&s, &ops, 30, &values);
+        assert_eq!(
+            p.history.len(),
+            2,
+            "the incoming value is kept, then the merge"
+        );
+        assert_eq!(p.history[0].version, None);
+        assert_eq!(p.history[0].value.as_deref(), Some(incoming));
+        // The merge is compact, so it is stored as records from now on.
+        assert!(p.history[1].records);
+        assert_eq!(
+            value_after(&p, "list"),
+            r#"[{"id":1,"t":"A"},{"id":2,"t":"b"},{"id":3,"t":"c"}]"#
+        );
+        let r = adopt(&mut s, p);
+        let c = r[0].conflict.as_ref().unwrap();
+        assert_eq!(
+            (c.resolution, c.winner, c.version),
+            (Resolution::Merged, Winner::Merged, 3)
+        );
+        assert!(s.keys["list"].records && s.records.contains_key("list"));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //!   A refusal for space is made from a fresh count of what D1 stores
 //!   (retention frees space unseen), so it may first reload the state.
 
-use super::plan::{self, merge_inputs, Answer, Op, Plan, UserState, Values};
+use super::plan::{self, merge_inputs, Answer, Op, Plan, UserState, Values, Wanted};
 use crate::error::{Quota, SyncError};
 use crate::protocol::{Change, PresenceDevice};
 use crate::quota;
@@ -124,10 +124,7 @@ pub enum Step<R, S> {
     /// refusing a write for space).
     Load { count_bytes: bool },
     /// Read these past values for merging, then `values_read`.
-    Read {
-        group: Group<R, S>,
-        wanted: Vec<(String, u64)>,
-    },
+    Read { group: Group<R, S>, wanted: Wanted },
     /// Persist the plan in one transaction, then `committed`.
     Commit { group: Group<R, S>, plan: Plan },
     /// The commit failed: read what D1 holds (`CommitCheck`), then `checked`.
@@ -323,7 +320,7 @@ impl<R, S: Clone> Session<R, S> {
         self.last_group = group.0.iter().map(|p| p.op.writes.len()).sum();
         let wanted = merge_inputs(state, &group.ops());
         if wanted.is_empty() {
-            self.plan_group(d, group, &Values::new(), now)
+            self.plan_group(d, group, &Values::default(), now)
         } else {
             Next::step(Step::Read { group, wanted })
         }
@@ -437,6 +434,9 @@ impl<R, S: Clone> Session<R, S> {
         self.commits += 1;
         let mut plan = plan::plan(state, &group.ops(), now, values);
         plan.usage = usage;
+        // What D1 will hold more: records store far less than the list
+        // that was sent.
+        plan.usage.bytes = state.usage.bytes.saturating_add(plan.stored_bytes());
         plan.commit_id = format!("{}-{}", self.nonce, self.commits);
         plan::choose_prune_keys(state, &mut plan, self.limits.history_prune_every);
         let every = self.limits.prune_every.max(1);

@@ -13,11 +13,14 @@ use super::{crypto, http, now_ms};
 use crate::error::{SyncError, CLOSE_INTERNAL};
 use crate::hub::session::{self, DriverId, Effect, Limits, Session, Step};
 use crate::hub::{Answer, Op, Shape, UserState};
+use crate::model::Key;
 use crate::protocol::{
     parse_frame, parse_json, BatchRequest, ExportDocument, HistoryResponse, HistoryValueResponse,
-    Incoming, OkResponse, PresenceDevice, PutRequest, RestoreRequest, ServerMessage,
-    SnapshotResponse, Write, WriteOptions, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, WS_PROTOCOL,
+    Incoming, OkResponse, PresenceDevice, PutRequest, RecordHistoryResponse, RestoreRequest,
+    ServerMessage, SnapshotResponse, Write, WriteOptions, EXPORT_FORMAT, EXPORT_FORMAT_VERSION,
+    WS_PROTOCOL,
 };
+use crate::records;
 use crate::route::{route, Route};
 use futures_channel::oneshot;
 use serde::{Deserialize, Serialize};
@@ -258,6 +261,26 @@ impl UserHub {
                 };
                 op(Shape::Single, vec![write], r.request_id)
             }
+            Route::RecordHistory { key, id, limit } => {
+                let history = d1::record_history(&db, &user_id, key.as_str(), &id, limit).await?;
+                return Ok(http::json(
+                    200,
+                    &RecordHistoryResponse {
+                        success: true,
+                        key: key.as_str().to_owned(),
+                        id,
+                        history,
+                    },
+                ));
+            }
+            Route::RecordRestore { key, id } => {
+                let r: RestoreRequest = parse_json(&body)?;
+                r.validate()?;
+                let write = self
+                    .record_restore(&db, &user_id, key, &id, r.version)
+                    .await?;
+                op(Shape::Single, vec![write], r.request_id)
+            }
             Route::Import => {
                 let doc: ExportDocument = parse_json(&body)?;
                 op(Shape::Batch, doc.into_writes()?, None)
@@ -335,6 +358,50 @@ impl UserHub {
                     "version {version} of key {key:?} is not in history"
                 ))
             })
+    }
+
+    /// The write that puts record `id` of `key` back as it was at version
+    /// `version`, every other record as it is now; based on the current
+    /// version, so a write arriving meanwhile merges record by record.
+    async fn record_restore(
+        &self,
+        db: &D1Database,
+        user_id: &str,
+        key: Key,
+        id: &str,
+        version: u64,
+    ) -> Result<Write, SyncError> {
+        let current = self
+            .current_version(db, user_id, key.as_str())
+            .await?
+            .ok_or_else(|| SyncError::Missing(format!("key {:?} does not exist", key.as_str())))?;
+        if version > current {
+            return Err(SyncError::Missing(format!(
+                "version {version} of key {:?} does not exist",
+                key.as_str()
+            )));
+        }
+        let now = self
+            .stored_version(db, user_id, key.as_str(), current)
+            .await?;
+        let not_records = || SyncError::NotRecords {
+            key: key.as_str().to_owned(),
+        };
+        let value = now.value.ok_or_else(not_records)?;
+        let list = records::split(&value).ok_or_else(not_records)?;
+        let then = d1::record_at(db, user_id, key.as_str(), id, version).await?;
+        let restored = records::put_record(&list, id, then.as_deref()).ok_or_else(|| {
+            SyncError::Missing(format!(
+                "record {id:?} of key {:?} is not kept at version {version}",
+                key.as_str()
+            ))
+        })?;
+        Ok(Write {
+            key,
+            value: Some(restored),
+            base_version: Some(current),
+            updated_at: None,
+        })
     }
 
     /// The current data as a backup document, downloaded as a file.

@@ -203,6 +203,9 @@ pub struct Conflict {
     pub base_version: Option<u64>,
     pub incoming_updated_at: i64,
     pub stored_updated_at: i64,
+    /// For a record list: the ids of the records edited on both sides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +262,33 @@ pub struct HistoryResponse {
     pub key: String,
     /// Newest first.
     pub history: Vec<HistoryEntry>,
+}
+
+/// One kept row of a record: a version of it (a removal included), or what
+/// a stale write sent for it that did not win (`version` null).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordHistoryEntry {
+    /// The key's version that wrote it; null for a value that never became
+    /// current.
+    pub version: Option<u64>,
+    pub deleted: bool,
+    pub updated_at: i64,
+    pub device_id: String,
+    pub device_name: Option<String>,
+    /// This is the record as it stands now (or its removal).
+    pub current: bool,
+    /// The record's JSON text; null for a removal.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordHistoryResponse {
+    pub success: bool,
+    pub key: String,
+    pub id: String,
+    pub history: Vec<RecordHistoryEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

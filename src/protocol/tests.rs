@@ -213,6 +213,7 @@ fn conflict_wire_shape() {
         base_version: Some(1),
         incoming_updated_at: 1,
         stored_updated_at: 2,
+        records: Vec::new(),
     };
     let v = serde_json::to_value(&c).unwrap();
     assert_eq!(v["resolution"], "last-write-wins");

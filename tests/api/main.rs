@@ -62,6 +62,7 @@ mod live;
 mod merging;
 mod quotas;
 mod ratelimit;
+mod records;
 mod retry;
 mod security;
 mod server;
@@ -272,6 +273,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(hardening::tests());
     tests.extend(sessions::tests());
     tests.extend(quotas::tests());
+    tests.extend(records::tests());
     tests
 }
 

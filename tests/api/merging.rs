@@ -40,14 +40,9 @@ fn stale_rest_write_merges(s: &Server) -> Result<(), Failed> {
     let r = c
         .put(t, "projects", &json!({"value": a, "baseVersion": v1}))?
         .expect_ok(200)?;
-    let conflict = &r["conflict"];
-    ensure_eq!(
-        (conflict["resolution"].clone(), conflict["winner"].clone()),
-        (json!("merged"), json!("merged")),
-        "conflict in {r}"
-    );
-    ensure_eq!(conflict["version"], r["version"], "conflict version");
-    ensure_eq!(conflict["baseVersion"], v1, "conflict baseVersion");
+    // Different records changed on each side: a record list merges them
+    // without a conflict (issue #12).
+    ensure_eq!(r["conflict"], Value::Null, "conflict in {r}");
     let snap = c.snapshot(t, None)?;
     ensure_eq!(
         parsed(&snap["data"]["projects"])?,
@@ -59,13 +54,25 @@ fn stale_rest_write_merges(s: &Server) -> Result<(), Failed> {
         r["version"],
         "current version"
     );
-    // What A sent is kept in history as a value that never became current.
-    let kept = s.db_rows(&format!(
-        "SELECT data FROM sync_history WHERE user_id = {} AND key = 'projects' AND version IS NULL",
-        sql_str(&user.user_id)
+    // What A sent is in its records' history: the rename and the removal.
+    // (Only changed records are rows: 3 because its predecessor changed.)
+    let rows = s.db_rows(&format!(
+        "SELECT rid, data, deleted FROM sync_records WHERE user_id = {} AND key = 'projects' \
+         AND version = {} ORDER BY rid",
+        sql_str(&user.user_id),
+        r["version"]
     ))?;
-    ensure_eq!(kept.len(), 1, "kept incoming values");
-    ensure_eq!(kept[0]["data"], json!(a), "kept incoming value");
+    let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
+    ensure_eq!(
+        rows,
+        vec![
+            json!({"rid": "1", "data": r#"{"id":1,"title":"Introduction"}"#, "deleted": 0}),
+            json!({"rid": "2", "data": null, "deleted": 1}),
+            // 3 now follows 1: its row says so.
+            json!({"rid": "3", "data": r#"{"id":3,"title":"Outro"}"#, "deleted": 0}),
+        ],
+        "rows of A's write"
+    );
     Ok(())
 }
 

@@ -50,8 +50,9 @@ impl FakeD1 {
         }
     }
 
-    fn values(&self, wanted: &[(String, u64)]) -> Values {
-        wanted
+    fn values(&self, wanted: &Wanted) -> Values {
+        let versions = wanted
+            .versions
             .iter()
             .filter_map(|(k, v)| {
                 let h = self
@@ -60,7 +61,12 @@ impl FakeD1 {
                     .find(|h| &h.key == k && h.version == Some(*v))?;
                 Some(((k.clone(), *v), h.value.clone()))
             })
-            .collect()
+            .collect();
+        // Values here are never record lists.
+        Values {
+            versions,
+            sets: Default::default(),
+        }
     }
 
     fn commit(&mut self, plan: &Plan, fault: Fault) -> Result<(), SyncError> {

@@ -51,6 +51,20 @@ struct MetaRow {
     deleted: f64,
     updated_at: f64,
     hash: String,
+    records: f64,
+    /// For a record list: its newest record row's version and time.
+    rversion: Option<f64>,
+    rupdated: Option<f64>,
+}
+
+/// The newest record row of the record list `h` (a `sync_history` row), one
+/// index seek: `col` of it.
+pub(super) fn newest_record(col: &str) -> String {
+    format!(
+        "CASE WHEN h.records = 1 THEN (SELECT r.{col} FROM sync_records r \
+         WHERE r.user_id = ?1 AND r.key = h.key AND r.version IS NOT NULL \
+         ORDER BY r.version DESC LIMIT 1) END"
+    )
 }
 
 /// Counters, usage and key metadata: one row for the counters and key
@@ -67,9 +81,12 @@ pub async fn load_state(
 ) -> Result<UserState, SyncError> {
     let uid = [text(user_id)];
     let current = format!(
-        "SELECT h.key, h.id, h.version, h.deleted, h.updated_at, h.hash \
+        "SELECT h.key, h.id, h.version, h.deleted, h.updated_at, h.hash, h.records, \
+           {} AS rversion, {} AS rupdated \
          FROM sync_state s CROSS JOIN json_each(s.keys) k CROSS JOIN sync_history h \
          WHERE s.user_id = ?1 AND h.user_id = ?1 AND h.key = k.value AND h.id = {}",
+        newest_record("version"),
+        newest_record("updated_at"),
         latest_id("k.value")
     );
     let results = batch(
@@ -93,7 +110,8 @@ pub async fn load_state(
                     db,
                     if count_bytes {
                         "SELECT cursor, hist_seq, write_day, write_units, \
-                           (SELECT COALESCE(SUM(size), 0) FROM sync_history WHERE user_id = ?1) AS bytes \
+                           (SELECT COALESCE(SUM(size), 0) FROM sync_history WHERE user_id = ?1 AND records = 0) \
+                           + (SELECT COALESCE(SUM(length(data)), 0) FROM sync_records WHERE user_id = ?1) AS bytes \
                          FROM sync_state WHERE user_id = ?1"
                     } else {
                         "SELECT cursor, hist_seq, write_day, write_units, bytes \
@@ -124,19 +142,27 @@ pub async fn load_state(
         keys: rows::<MetaRow>(metas)?
             .into_iter()
             .map(|m| {
+                let records = m.records != 0.0;
+                let newer = m.rversion.filter(|v| records && *v > m.version);
                 (
                     m.key,
                     KeyMeta {
-                        version: m.version as u64,
+                        version: newer.unwrap_or(m.version) as u64,
                         deleted: m.deleted != 0.0,
-                        updated_at: m.updated_at as i64,
+                        updated_at: match (newer, m.rupdated) {
+                            (Some(_), Some(t)) => t as i64,
+                            _ => m.updated_at as i64,
+                        },
                         hash: m.hash,
                         hist_id: m.id as u64,
+                        records,
+                        epoch: newer.map(|_| m.version as u64),
                     },
                 )
             })
             .collect(),
         unpruned: Default::default(),
+        records: Default::default(),
     })
 }
 
@@ -288,22 +314,50 @@ pub async fn commit(
             Cell::Text(&h.key),
             Cell::Int(h.hist_id as i64),
             h.version.map_or(Cell::Null, |v| Cell::Int(v as i64)),
-            Cell::Int(i64::from(value.is_none())),
+            Cell::Int(i64::from(value.is_none() && !h.records)),
             Cell::Int(h.updated_at),
             Cell::Text(&h.device_id),
-            Cell::Int(value.map_or(0, str::len) as i64),
+            Cell::Int(h.size as i64),
             Cell::Int(parts.len().max(1) as i64),
             Cell::Text(&h.hash),
             parts.first().map_or(Cell::Null, |p| Cell::Text(p)),
             Cell::Int(now),
+            Cell::Int(i64::from(h.records)),
         ]);
     }
     insert_rows(
         db,
         "sync_history",
-        "user_id, key, id, version, deleted, updated_at, device_id, size, chunks, hash, data, created_at",
+        "user_id, key, id, version, deleted, updated_at, device_id, size, chunks, hash, data, created_at, records",
         user_id,
         history,
+        &mut statements,
+    )?;
+    let records = plan
+        .record_rows
+        .iter()
+        .map(|r| {
+            vec![
+                Cell::Text(&r.key),
+                Cell::Text(&r.id),
+                Cell::Int(r.seq as i64),
+                r.version.map_or(Cell::Null, |v| Cell::Int(v as i64)),
+                Cell::Int(i64::from(r.text.is_none())),
+                r.prev.as_deref().map_or(Cell::Null, Cell::Text),
+                Cell::Int(r.updated_at),
+                Cell::Text(&r.device_id),
+                Cell::Int(r.size as i64),
+                r.text.as_deref().map_or(Cell::Null, Cell::Text),
+                Cell::Int(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        db,
+        "sync_records",
+        "user_id, key, rid, seq, version, deleted, prev, updated_at, device_id, size, data, created_at",
+        user_id,
+        records,
         &mut statements,
     )?;
     insert_rows(
