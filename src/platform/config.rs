@@ -30,6 +30,9 @@ pub struct Retention {
     pub max_age_ms: i64,
     /// Retention runs for a key once per this many of its versions.
     pub every: u64,
+    /// Above this many stored bytes a user's history is kept by count only
+    /// (`versions`), whatever its age.
+    pub max_bytes: u64,
 }
 
 fn var<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
@@ -85,6 +88,7 @@ impl Config {
                 versions: var(env, "HISTORY_VERSIONS", 50u32).max(1),
                 max_age_ms: var(env, "HISTORY_DAYS", 30i64).max(0) * 86_400_000,
                 every: var(env, "HISTORY_PRUNE_EVERY", 8u64).max(1),
+                max_bytes: var(env, "HISTORY_BYTES", 50_000_000u64),
             },
         }
     }

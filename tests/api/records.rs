@@ -48,6 +48,10 @@ pub fn tests() -> Vec<Test> {
             "records::live_changes_carry_the_whole_value",
             live_changes_carry_the_whole_value,
         ),
+        Test::expiry(
+            "records::retention_keeps_the_newest_versions",
+            retention_keeps_the_newest_versions,
+        ),
     ]
 }
 
@@ -668,5 +672,66 @@ fn live_changes_carry_the_whole_value(s: &Server) -> Result<(), Failed> {
     wa.close();
     wb.close();
     wc.close();
+    Ok(())
+}
+
+/// On the expiry server: 3 versions kept, no age, retention on every write.
+fn retention_keeps_the_newest_versions(s: &Server) -> Result<(), Failed> {
+    let c = Client::new(s);
+    let user = c.register("records-retention")?;
+    let t = &user.token;
+    let mut recs = invoices(10);
+    let mut version = c.put_ok(t, "inv", &list(&recs))?["version"].clone();
+    let mut written = vec![(version.clone(), list(&recs))];
+    // A stale write that loses a record, kept until retention lets it go.
+    let loser = recs[9].replace("\"paid\":false", "\"paid\":\"lost\"");
+    let mut stale = recs.clone();
+    stale[9] = loser;
+    c.put(
+        t,
+        "inv",
+        &json!({"value": list(&stale), "baseVersion": 0, "updatedAt": 1}),
+    )?
+    .expect_ok(200)?;
+    // Record 0 edited again and again, record 1 removed, the others untouched.
+    for i in 0..8 {
+        recs[0] = format!(r#"{{"id":"inv-0","edit":{i}}}"#);
+        if i == 2 {
+            recs.remove(1);
+        }
+        version = put_based(&c, t, "inv", &list(&recs), &version)?["version"].clone();
+        written.push((version.clone(), list(&recs)));
+    }
+    let h = history(&c, t, "inv")?;
+    let listed: Vec<Value> = h.iter().map(|e| e["version"].clone()).collect();
+    let newest: Vec<Value> = written
+        .iter()
+        .rev()
+        .take(3)
+        .map(|(v, _)| v.clone())
+        .collect();
+    ensure_eq!(listed, newest, "kept versions");
+    for (v, value) in written.iter().rev().take(3) {
+        let got = get(&c, t, &format!("/api/sync/inv/history/{v}"))?;
+        ensure_eq!(got["value"], json!(value), "kept version {v}");
+    }
+    for (v, _) in written.iter().take(written.len() - 3) {
+        c.req("GET", &format!("/api/sync/inv/history/{v}"))
+            .bearer(t)
+            .send()?
+            .expect_error(404, "not_found")?;
+    }
+    ensure_eq!(value_of(&c, t, "inv")?, json!(list(&recs)), "current value");
+    // Rows: the 8 untouched records once each, record 0's three newest
+    // versions (each needed by a kept version), record 1's removal and
+    // loser gone (no kept version needs them).
+    // (Last request before the slow database read: tokens idle out in 4 s.)
+    let h0 = get(&c, t, "/api/sync/inv/records/inv-0/history")?;
+    ensure_eq!(
+        h0["history"].as_array().map(Vec::len),
+        Some(3),
+        "record 0 history"
+    );
+    ensure_eq!(record_rows(s, &user, "inv")?, 8 + 3, "rows left");
     Ok(())
 }

@@ -274,7 +274,8 @@ pub async fn commit(
     let uid = text(user_id);
     let guard = "UPDATE sync_state SET \
            cursor = CASE WHEN cursor = ?1 AND hist_seq = ?2 THEN ?3 ELSE NULL END, \
-           hist_seq = ?4, commit_id = ?5, write_day = ?7, write_units = ?8, bytes = ?9";
+           hist_seq = ?4, commit_id = ?5, write_day = ?7, write_units = ?8, \
+           bytes = min(bytes + ?9, ?10)";
     let mut params = vec![
         uint(plan.prev_cursor),
         uint(plan.prev_hist_seq),
@@ -284,13 +285,17 @@ pub async fn commit(
         uid.clone(),
         int(plan.usage.day),
         uint(plan.usage.day_units),
+        // Both are upper bounds of what D1 stores (what it held plus what
+        // this commit adds; the hub's count, exact after a count): keep the
+        // smaller one.
+        uint(plan.stored_bytes()),
         uint(plan.usage.bytes),
     ];
     let sql = if plan.new_keys {
         let keys = serde_json::to_string(&plan.key_list())
             .map_err(|e| SyncError::Internal(e.to_string()))?;
         params.push(text(&keys));
-        format!("{guard}, keys = ?10 WHERE user_id = ?6")
+        format!("{guard}, keys = ?11 WHERE user_id = ?6")
     } else {
         format!("{guard} WHERE user_id = ?6")
     };
@@ -425,15 +430,36 @@ fn prune_history(
     if plan.prune_keys.is_empty() {
         return Ok(());
     }
+    // Over the byte budget, history is kept by count only.
+    let cutoff = if plan.usage.bytes > retention.max_bytes {
+        now
+    } else {
+        now - retention.max_age_ms
+    };
     let keys =
         serde_json::to_string(&plan.prune_keys).map_err(|e| SyncError::Internal(e.to_string()))?;
     let params = [
         text(user_id),
         num(retention.versions.saturating_sub(1)),
         text(&keys),
-        int(now - retention.max_age_ms),
+        int(cutoff),
         num(RETENTION_SCAN - 1),
     ];
+    // What the deletions free comes off the stored bytes (retention runs
+    // once per few writes of a key: one more write of the counters row then).
+    out.push((
+        "sync_state",
+        stmt(
+            db,
+            &format!(
+                "{DOOMED_HISTORY} UPDATE sync_state SET bytes = max(0, bytes - \
+                 (SELECT COALESCE(SUM(h.size), 0) FROM doomed d CROSS JOIN sync_history h \
+                  WHERE h.user_id = ?1 AND h.key = d.key AND h.id = d.id AND h.records = 0)) \
+                 WHERE user_id = ?1"
+            ),
+            &params,
+        )?,
+    ));
     for (table, target) in [
         (
             "sync_chunks",
@@ -445,6 +471,92 @@ fn prune_history(
         ),
     ] {
         out.push((table, stmt(db, &format!("{DOOMED_HISTORY} {target}"), &params)?));
+    }
+    for key in &plan.prune_keys {
+        let Some(meta) = plan.keys.get(key).filter(|m| m.records && !m.deleted) else {
+            continue;
+        };
+        prune_records(db, user_id, key, meta.hist_id, cutoff, retention, out)?;
+    }
+    Ok(())
+}
+
+/// Record rows one commit's retention deletes per list, at most.
+const RECORD_RETENTION_SCAN: u32 = 256;
+
+/// The horizon of a record list: the oldest version it keeps, the newer of
+/// the `?3`-th newest version and the oldest one written after `?4` (so a
+/// version is dropped only when neither rule keeps it). Rows older than
+/// the horizon that a row at or below it replaces are needed by no kept
+/// version (`doomed`).
+const RECORD_HORIZON: &str = "WITH hz AS MATERIALIZED (SELECT min( \
+       COALESCE((SELECT v FROM (SELECT DISTINCT r.version AS v FROM sync_records r \
+         WHERE r.user_id = ?1 AND r.key = ?2 AND r.version IS NOT NULL \
+         ORDER BY r.version DESC LIMIT 1 OFFSET ?3)), 0), \
+       COALESCE((SELECT r.version FROM sync_records r WHERE r.user_id = ?1 AND r.key = ?2 \
+         AND r.version IS NOT NULL AND r.created_at >= ?4 ORDER BY r.version LIMIT 1), 9007199254740992) \
+     ) AS h), \
+     doomed AS MATERIALIZED (SELECT r.rid, r.seq, length(r.data) AS bytes FROM hz CROSS JOIN sync_records r \
+       WHERE r.user_id = ?1 AND r.key = ?2 AND r.version < hz.h AND EXISTS (SELECT 1 FROM sync_records x \
+         WHERE x.user_id = ?1 AND x.key = ?2 AND x.rid = r.rid AND x.seq > r.seq \
+         AND x.version IS NOT NULL AND x.version <= hz.h) \
+       ORDER BY r.version LIMIT ?5)";
+
+fn prune_records(
+    db: &D1Database,
+    user_id: &str,
+    key: &str,
+    hist_id: u64,
+    cutoff: i64,
+    retention: Retention,
+    out: &mut Vec<Labelled>,
+) -> Result<(), SyncError> {
+    let params = [
+        text(user_id),
+        text(key),
+        num(retention.versions.saturating_sub(1)),
+        int(cutoff),
+        num(RECORD_RETENTION_SCAN),
+        uint(hist_id),
+    ];
+    let statements = [
+        (
+            "sync_state",
+            "UPDATE sync_state SET bytes = max(0, bytes - (SELECT COALESCE(SUM(bytes), 0) FROM doomed)) \
+             WHERE user_id = ?1",
+        ),
+        (
+            "sync_records",
+            "DELETE FROM sync_records WHERE user_id = ?1 AND key = ?2 AND (rid, seq) IN (SELECT rid, seq FROM doomed)",
+        ),
+        // A removal below the horizon with nothing before it any more.
+        (
+            "sync_records",
+            "DELETE FROM sync_records WHERE user_id = ?1 AND key = ?2 AND deleted = 1 \
+             AND version < (SELECT h FROM hz) AND NOT EXISTS (SELECT 1 FROM sync_records x \
+               WHERE x.user_id = ?1 AND x.key = ?2 AND x.rid = sync_records.rid AND x.seq < sync_records.seq)",
+        ),
+        // What stale writes sent and lost, once old enough.
+        (
+            "sync_records",
+            "DELETE FROM sync_records WHERE user_id = ?1 AND key = ?2 AND version IS NULL \
+             AND created_at < ?4 AND seq < (SELECT min(x.seq) FROM hz CROSS JOIN sync_records x \
+               WHERE x.user_id = ?1 AND x.key = ?2 AND x.version >= hz.h)",
+        ),
+        // Versions below the horizon can no longer be rebuilt: say so.
+        (
+            "sync_history",
+            "UPDATE sync_history SET horizon = (SELECT h FROM hz) WHERE user_id = ?1 AND key = ?2 \
+             AND id = ?6 AND horizon < (SELECT h FROM hz) AND (SELECT h FROM hz) < 9007199254740992",
+        ),
+    ];
+    for (table, sql) in statements {
+        // D1 wants exactly the parameters a statement names.
+        let n = if sql.contains("?6") { 6 } else { 5 };
+        out.push((
+            table,
+            stmt(db, &format!("{RECORD_HORIZON} {sql}"), &params[..n])?,
+        ));
     }
     Ok(())
 }
