@@ -28,10 +28,13 @@
 //!   `accountingTransactions` array: the database's growth.
 //!
 //! It runs on a Worker of its own with `D1_COST_LOG=1` (the log lines cost
-//! the timed edits a little; every row of its tables pays the same). The
-//! local D1 files' size (`*.sqlite` + `-wal` under the state directory) is in
-//! the JSON as a cross-check (`fileGrowthBytes`): the WAL makes it lag and
-//! jump, so the table uses `meta.size_after`.
+//! the timed edits a little; every row of its tables pays the same). Where
+//! the growth went: SQLite's `dbstat` (bytes of pages per table and index,
+//! and the free pages) on a copy of the local D1 taken before and after the
+//! timed edits, read with python3's sqlite3 ("n/a" without it). The local
+//! D1 files' size (`*.sqlite` + `-wal`) is in the JSON as a cross-check
+//! (`fileGrowthBytesPerEdit`): the WAL makes it lag and jump, so the tables
+//! use `meta.size_after`.
 
 use crate::d1log::{Cost, Line, Log};
 use crate::scenarios::{Room, Target, WAIT};
@@ -40,6 +43,7 @@ use crate::stats::{self, f, ms2, summarize, Summary};
 use crate::ws::Conn;
 use crate::{Progress, Table};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -285,6 +289,82 @@ fn d1_file_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// Bytes of pages by table or index name.
+type Pages = BTreeMap<String, f64>;
+
+/// Bytes of pages per table and index of the local D1 (SQLite's `dbstat`,
+/// on a copy of the files at rest, read by python3's sqlite3), plus the free
+/// pages; `None` when that cannot be read (no python3, say).
+fn d1_pages(state_dir: &Path) -> Option<Pages> {
+    let src = state_dir.join("data/v3/d1/miniflare-D1DatabaseObject");
+    let dst = state_dir.join("records-dbstat");
+    let listing = || -> Option<Vec<(String, u64)>> {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(&src)
+            .ok()?
+            .flatten()
+            .map(|e| {
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .filter(|(n, _)| !n.ends_with("-shm"))
+            .collect();
+        v.sort();
+        Some(v)
+    };
+    for _ in 0..5 {
+        let before = listing()?;
+        let _ = std::fs::remove_dir_all(&dst);
+        std::fs::create_dir_all(&dst).ok()?;
+        for (name, _) in &before {
+            let _ = std::fs::copy(src.join(name), dst.join(name));
+        }
+        if listing()? != before {
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let script = r#"
+import glob, json, sqlite3, sys
+out = {}
+for db in glob.glob(sys.argv[1] + "/*.sqlite"):
+    c = sqlite3.connect(db)
+    for name, size in c.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"):
+        out[name] = out.get(name, 0) + size
+    free = c.execute("PRAGMA freelist_count").fetchone()[0] * c.execute("PRAGMA page_size").fetchone()[0]
+    out["(free pages)"] = out.get("(free pages)", 0) + free
+print(json.dumps(out))
+"#;
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&dst)
+            .output()
+            .ok();
+        let _ = std::fs::remove_dir_all(&dst);
+        let out = out?;
+        if !out.status.success() {
+            return None;
+        }
+        return serde_json::from_slice(&out.stdout).ok();
+    }
+    let _ = std::fs::remove_dir_all(&dst);
+    None
+}
+
+/// `after - before` per table and index, divided by `n`, those that changed.
+fn pages_delta(before: &Option<Pages>, after: &Option<Pages>, n: usize) -> Option<Pages> {
+    let (b, a) = (before.as_ref()?, after.as_ref()?);
+    let names: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    Some(
+        names
+            .into_iter()
+            .filter_map(|k| {
+                let d = a.get(k).copied().unwrap_or(0.0) - b.get(k).copied().unwrap_or(0.0);
+                (d != 0.0).then(|| (k.clone(), d / n.max(1) as f64))
+            })
+            .collect(),
+    )
+}
+
 // ------------------------------------------------------------------ edits
 
 /// What the other device's socket got: (key, version, type, payload bytes, when).
@@ -307,6 +387,8 @@ struct Edits {
     /// D1's size before and after the timed edits (`meta.size_after`).
     size: (Option<f64>, Option<f64>),
     files: (u64, u64),
+    /// Page bytes per table and index (`dbstat`) before and after.
+    pages: (Option<Pages>, Option<Pages>),
     edits: usize,
 }
 
@@ -320,6 +402,11 @@ impl Edits {
 
     fn file_growth(&self) -> f64 {
         (self.files.1 as f64 - self.files.0 as f64) / self.edits as f64
+    }
+
+    /// Growth per edit by table and index, from `dbstat`.
+    fn pages_growth(&self) -> Option<Pages> {
+        pages_delta(&self.pages.0, &self.pages.1, self.edits)
     }
 
     fn rows(&self) -> Option<f64> {
@@ -342,6 +429,7 @@ impl Edits {
             "growthBytesPerEdit": self.growth(),
             "fileBytesBefore": self.files.0, "fileBytesAfter": self.files.1,
             "fileGrowthBytesPerEdit": self.file_growth(),
+            "dbstatGrowthBytesPerEdit": self.pages_growth(),
             "rowsWrittenPerEdit": self.rows(),
             "d1PerEdit": self.cost.per(self.edits).json(),
         })
@@ -472,6 +560,7 @@ fn edit_run(
     let before = max_size(&log.wait(&mark, &uid));
     let mark = log.mark();
     let files_before = d1_file_bytes(&s.state_dir);
+    let pages_before = d1_pages(&s.state_dir);
     let mut e = Edits {
         label,
         elements,
@@ -487,6 +576,7 @@ fn edit_run(
         cost: Cost::default(),
         size: (before, None),
         files: (files_before, 0),
+        pages: (pages_before, None),
         edits,
     };
     for i in 0..edits {
@@ -508,6 +598,7 @@ fn edit_run(
     e.cost = Cost::of(&lines);
     e.size.1 = max_size(&lines);
     e.files.1 = d1_file_bytes(&s.state_dir);
+    e.pages.1 = d1_pages(&s.state_dir);
     e.conflicts = conflicts;
     Ok(e)
 }
@@ -568,7 +659,8 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
     let listener = t.connect(&room, 1)?;
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Frame>();
-    let mut rng = Rng(0x5eed_0012_0013);
+    // Each list its own seed: the same data and edits whatever the plan.
+    let seed = |n: usize, kind: u64| Rng(0x5eed_0012_0013 ^ ((n as u64) << 20) ^ kind);
 
     let result = thread::scope(|scope| {
         let stop = &stop;
@@ -577,6 +669,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
             let mut runs = Vec::new();
             let mut largest: Option<(usize, Vec<Element>)> = None;
             for &n in &plan.sizes {
+                let mut rng = seed(n, 1);
                 let elements = invoices(n, &mut rng);
                 let key = format!("invoices-{n}");
                 let r = edit_run(
@@ -599,6 +692,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
                 runs.push(r);
                 largest = Some((n, elements));
             }
+            let mut rng = seed(1024, 2);
             let whole = edit_run(
                 &t,
                 &s,
@@ -640,6 +734,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
             progress.note("records: GET done");
 
             // 200 edits of a 500-element accountingTransactions array.
+            let mut rng = seed(plan.accounting_len, 3);
             let tx_elems = transactions(plan.accounting_len, &mut rng);
             let acct = edit_run(
                 &t,
@@ -839,6 +934,31 @@ fn tables(
         p50_p99(&summarize(&acct.ack)),
     ]);
 
+    let mut growth = Table::new(&[
+        "where D1's growth went, bytes per edit (SQLite `dbstat` on a copy of the local D1: pages per table and index)",
+        "meta.size_after",
+        "by table and index",
+    ]);
+    for r in runs.iter().chain([acct]) {
+        let cell = match r.pages_growth() {
+            None => "n/a".to_string(),
+            Some(m) if m.is_empty() => "0".to_string(),
+            Some(m) => {
+                let mut v: Vec<(String, f64)> = m.into_iter().collect();
+                v.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+                v.iter()
+                    .map(|(k, d)| format!("{k} {}", bytes(*d)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        growth.push(vec![
+            format!("{} ({} edits)", r.label, r.edits),
+            opt_bytes(r.growth()),
+            cell,
+        ]);
+    }
+
     // The issues' targets beside what this run measured.
     let mut targets = Table::new(&["target (issues #12, #13)", "measured", "verdict"]);
     let lists: Vec<&Edits> = runs.iter().filter(|r| r.elements.is_some()).collect();
@@ -912,7 +1032,7 @@ fn tables(
             "n/a (not 200 edits)".into()
         },
     ]);
-    vec![edits, get, accounting, targets]
+    vec![edits, get, accounting, growth, targets]
 }
 
 /// Checks the generated values: sizes, compact JSON that round-trips
