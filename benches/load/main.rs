@@ -373,12 +373,13 @@ fn run(opts: &Opts) -> Result<(), String> {
     drop(floor);
     ours.stop();
 
-    // D1 costs, on a server of its own that logs them.
-    let costs = d1cost::run(opts.quick, progress)?;
+    // D1 costs, on a server of its own that logs them; then the record
+    // lists (issues #12, #13) on the same server.
+    let plan = records::Plan::new(opts.quick, opts.record_edits);
+    let (costs, recs) = d1cost::run(opts.quick, progress, |s| {
+        records::run_on(s, &plan, progress)
+    })?;
     report["d1Cost"] = costs.json;
-
-    // Record lists (issues #12, #13), on a server of their own.
-    let recs = records::run(&records::Plan::new(opts.quick, opts.record_edits), progress)?;
     report["records"] = recs.json;
 
     // Size of ours.

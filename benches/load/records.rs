@@ -27,7 +27,8 @@
 //! - 200 one-field edits of a 500-element, about 119 KB
 //!   `accountingTransactions` array: the database's growth.
 //!
-//! It runs on a Worker of its own with `D1_COST_LOG=1` (the log lines cost
+//! It runs on a Worker with `D1_COST_LOG=1` (`--records`: one of its own;
+//! in the full and quick runs, the D1 cost server once `d1cost.rs` is done) (the log lines cost
 //! the timed edits a little; every row of its tables pays the same). Where
 //! the growth went: SQLite's `dbstat` (bytes of pages per table and index,
 //! and the free pages) on a copy of the local D1 taken before and after the
@@ -77,7 +78,7 @@ impl Plan {
                 edits: edits.unwrap_or(5),
                 warm: 1,
                 get_reps: 1,
-                accounting_edits: 20,
+                accounting_edits: 10,
                 accounting_len: 500,
             }
         } else {
@@ -650,11 +651,17 @@ fn get(t: &Target, token: &str, reps: usize) -> Result<(Vec<Duration>, usize), S
 
 /// Starts a Worker that logs its D1 costs, measures, stops it.
 pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
-    let vars = crate::cost_vars();
-    let s = Server::start("bench-records", &vars)
+    let s = Server::start("bench-records", &crate::cost_vars())
         .map_err(|e| format!("the Worker (records) did not start: {e}"))?;
+    let r = run_on(&s, plan, progress);
+    s.stop();
+    r
+}
+
+/// Measures on `s`, a Worker started with `crate::cost_vars()`.
+pub fn run_on(s: &Server, plan: &Plan, progress: &Progress) -> Result<Records, String> {
     let mut log = Log::new(&s.state_dir);
-    let t = Target::ours(&s);
+    let t = Target::ours(s);
     let room = t.room(2)?;
     let listener = t.connect(&room, 1)?;
     let stop = AtomicBool::new(false);
@@ -674,7 +681,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
                 let key = format!("invoices-{n}");
                 let r = edit_run(
                     &t,
-                    &s,
+                    s,
                     &mut log,
                     &room,
                     &rx,
@@ -695,7 +702,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
             let mut rng = seed(1024, 2);
             let whole = edit_run(
                 &t,
-                &s,
+                s,
                 &mut log,
                 &room,
                 &rx,
@@ -738,7 +745,7 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
             let tx_elems = transactions(plan.accounting_len, &mut rng);
             let acct = edit_run(
                 &t,
-                &s,
+                s,
                 &mut log,
                 &room,
                 &rx,
@@ -784,7 +791,6 @@ pub fn run(plan: &Plan, progress: &Progress) -> Result<Records, String> {
         r
     });
     drop(t);
-    s.stop();
     result
 }
 
