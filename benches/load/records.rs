@@ -18,6 +18,10 @@
 //!   body, the answer's body, and the payload of the frame the other device
 //!   got (a WebSocket text frame's payload length);
 //! - the same for a 1 KiB whole value (not a list), for comparison;
+//! - then N more edits of each of those keys, taking turns (one edit of
+//!   each key, then again): the ack and fan-out latencies in the tables are
+//!   these, so that a busy moment of the shared machine falls on every size
+//!   alike (those of the edits alone are in the JSON, `alone`);
 //! - a full read of the largest list beside one of a whole value of about
 //!   the same size that is not a record list: the same array with a space
 //!   after each comma between elements (`"}, {"`), which no `JSON.stringify`
@@ -377,8 +381,14 @@ struct Edits {
     elements: Option<usize>,
     value_bytes: usize,
     create: Duration,
+    /// Edits of this key alone, one after another (growth and rows are theirs).
     ack: Vec<Duration>,
     fanout: Vec<Duration>,
+    /// Edits taking turns with the other keys' (`mixed`): the latencies the
+    /// tables show, so that a busy moment of the shared machine falls on
+    /// every size alike.
+    mixed_ack: Vec<Duration>,
+    mixed_fanout: Vec<Duration>,
     put_body: Vec<usize>,
     answer_body: Vec<usize>,
     frame_bytes: Vec<usize>,
@@ -405,6 +415,16 @@ impl Edits {
         (self.files.1 as f64 - self.files.0 as f64) / self.edits as f64
     }
 
+    /// (ack, fan-out): of the edits taking turns with the other keys', or,
+    /// for a key that had none, of its own.
+    fn latency(&self) -> (Summary, Summary) {
+        if self.mixed_ack.is_empty() {
+            (summarize(&self.ack), summarize(&self.fanout))
+        } else {
+            (summarize(&self.mixed_ack), summarize(&self.mixed_fanout))
+        }
+    }
+
     /// Growth per edit by table and index, from `dbstat`.
     fn pages_growth(&self) -> Option<Pages> {
         pages_delta(&self.pages.0, &self.pages.1, self.edits)
@@ -421,8 +441,10 @@ impl Edits {
         json!({
             "label": self.label, "elements": self.elements, "valueBytes": self.value_bytes,
             "edits": self.edits, "createMs": ms2(self.create),
-            "ack": summarize(&self.ack).json(), "fanout": summarize(&self.fanout).json(),
-            "ackMs": stats::ms2_all(&self.ack), "fanoutMs": stats::ms2_all(&self.fanout),
+            "ack": self.latency().0.json(), "fanout": self.latency().1.json(),
+            "takingTurns": {"ackMs": stats::ms2_all(&self.mixed_ack), "fanoutMs": stats::ms2_all(&self.mixed_fanout)},
+            "alone": {"ack": summarize(&self.ack).json(), "fanout": summarize(&self.fanout).json(),
+                      "ackMs": stats::ms2_all(&self.ack), "fanoutMs": stats::ms2_all(&self.fanout)},
             "putBodyBytes": mean(&self.put_body), "answerBodyBytes": mean(&self.answer_body),
             "frameBytes": mean(&self.frame_bytes), "frameTypes": self.frame_types,
             "conflicts": self.conflicts,
@@ -523,7 +545,48 @@ fn await_frame(
     }
 }
 
-/// Creates `key` with `subject`, then `warm` + `edits` one-field edits.
+/// A key being edited: its value, its version, its own edits.
+struct Cursor {
+    key: String,
+    subject: Subject,
+    version: u64,
+    rng: Rng,
+    /// Edits made so far (also what makes a whole value new each time).
+    n: usize,
+}
+
+/// One edit of one field and what it cost: (ack, fan-out, PUT body bytes,
+/// answer bytes, frame bytes, frame type).
+type One = (Duration, Duration, usize, usize, usize, String);
+
+/// Edits `c` once through `PUT`, waits for the other device's frame.
+fn edit_one(
+    t: &Target,
+    token: &str,
+    rx: &mpsc::Receiver<Frame>,
+    c: &mut Cursor,
+    conflicts: &mut usize,
+) -> Result<One, String> {
+    c.subject.edit(&mut c.rng);
+    c.n += 1;
+    let rid = format!("{}-edit-{}", c.key, c.n);
+    let b = body(&c.subject.text(c.n), Some(c.version), &rid);
+    let t0 = Instant::now();
+    let (v, answer, took) = put(t, token, &c.key, &b, conflicts)?;
+    let (ty, len, at) = await_frame(rx, &c.key, v)?;
+    c.version = v;
+    Ok((
+        took,
+        at.saturating_duration_since(t0),
+        b.len(),
+        answer,
+        len,
+        ty,
+    ))
+}
+
+/// Creates `key` with `subject`, then `warm` + `edits` one-field edits, one
+/// after another; the cursor goes on from there.
 #[allow(clippy::too_many_arguments)]
 fn edit_run(
     t: &Target,
@@ -533,11 +596,11 @@ fn edit_run(
     rx: &mpsc::Receiver<Frame>,
     label: String,
     key: &str,
-    mut subject: Subject,
+    subject: Subject,
     edits: usize,
     warm: usize,
-    rng: &mut Rng,
-) -> Result<Edits, String> {
+    rng: Rng,
+) -> Result<(Edits, Cursor), String> {
     let user = room.user()?;
     let (token, uid) = (user.token.clone(), user.user_id.clone());
     let mut conflicts = 0;
@@ -549,14 +612,17 @@ fn edit_run(
     };
     let mark = log.mark();
     let rid = format!("{key}-create");
-    let (mut version, _, create) = put(t, &token, key, &body(&text, None, &rid), &mut conflicts)?;
+    let (version, _, create) = put(t, &token, key, &body(&text, None, &rid), &mut conflicts)?;
     await_frame(rx, key, version)?;
-    for i in 0..warm {
-        subject.edit(rng);
-        let rid = format!("{key}-warm-{i}");
-        let b = body(&subject.text(i + 1), Some(version), &rid);
-        version = put(t, &token, key, &b, &mut conflicts)?.0;
-        await_frame(rx, key, version)?;
+    let mut c = Cursor {
+        key: key.to_string(),
+        subject,
+        version,
+        rng,
+        n: 0,
+    };
+    for _ in 0..warm {
+        edit_one(t, &token, rx, &mut c, &mut conflicts)?;
     }
     let before = max_size(&log.wait(&mark, &uid));
     let mark = log.mark();
@@ -569,6 +635,8 @@ fn edit_run(
         create,
         ack: Vec::new(),
         fanout: Vec::new(),
+        mixed_ack: Vec::new(),
+        mixed_fanout: Vec::new(),
         put_body: Vec::new(),
         answer_body: Vec::new(),
         frame_bytes: Vec::new(),
@@ -580,19 +648,13 @@ fn edit_run(
         pages: (pages_before, None),
         edits,
     };
-    for i in 0..edits {
-        subject.edit(rng);
-        let rid = format!("{key}-edit-{i}");
-        let b = body(&subject.text(warm + i + 1), Some(version), &rid);
-        let t0 = Instant::now();
-        let (v, answer, took) = put(t, &token, key, &b, &mut conflicts)?;
-        let (ty, len, at) = await_frame(rx, key, v)?;
-        version = v;
-        e.ack.push(took);
-        e.fanout.push(at.saturating_duration_since(t0));
-        e.put_body.push(b.len());
+    for _ in 0..edits {
+        let (ack, fan, sent, answer, got, ty) = edit_one(t, &token, rx, &mut c, &mut conflicts)?;
+        e.ack.push(ack);
+        e.fanout.push(fan);
+        e.put_body.push(sent);
         e.answer_body.push(answer);
-        e.frame_bytes.push(len);
+        e.frame_bytes.push(got);
         e.frame_types.insert(ty);
     }
     let lines = log.wait(&mark, &uid);
@@ -601,7 +663,26 @@ fn edit_run(
     e.files.1 = d1_file_bytes(&s.state_dir);
     e.pages.1 = d1_pages(&s.state_dir);
     e.conflicts = conflicts;
-    Ok(e)
+    Ok((e, c))
+}
+
+/// `edits` more edits of every key, taking turns (one edit of each, then
+/// again), for the latencies.
+fn mixed(
+    t: &Target,
+    token: &str,
+    rx: &mpsc::Receiver<Frame>,
+    keys: &mut [(Edits, Cursor)],
+    edits: usize,
+) -> Result<(), String> {
+    for _ in 0..edits {
+        for (e, c) in keys.iter_mut() {
+            let (ack, fan, ..) = edit_one(t, token, rx, c, &mut e.conflicts)?;
+            e.mixed_ack.push(ack);
+            e.mixed_fanout.push(fan);
+        }
+    }
+    Ok(())
 }
 
 /// A new user whose only key is `key`: `elements` joined by `sep`, then
@@ -663,6 +744,7 @@ pub fn run_on(s: &Server, plan: &Plan, progress: &Progress) -> Result<Records, S
     let mut log = Log::new(&s.state_dir);
     let t = Target::ours(s);
     let room = t.room(2)?;
+    let token = room.user()?.token.clone();
     let listener = t.connect(&room, 1)?;
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Frame>();
@@ -690,16 +772,16 @@ pub fn run_on(s: &Server, plan: &Plan, progress: &Progress) -> Result<Records, S
                     Subject::List(elements.clone()),
                     plan.edits,
                     plan.warm,
-                    &mut rng,
+                    rng,
                 )?;
                 progress.note(format!(
                     "records: {n} elements ({} bytes), {} edits",
-                    r.value_bytes, plan.edits
+                    r.0.value_bytes, plan.edits
                 ));
                 runs.push(r);
                 largest = Some((n, elements));
             }
-            let mut rng = seed(1024, 2);
+            let rng = seed(1024, 2);
             let whole = edit_run(
                 &t,
                 s,
@@ -711,10 +793,16 @@ pub fn run_on(s: &Server, plan: &Plan, progress: &Progress) -> Result<Records, S
                 Subject::Whole(1024),
                 plan.edits,
                 plan.warm,
-                &mut rng,
+                rng,
             )?;
             runs.push(whole);
             progress.note("records: 1 KiB whole value done");
+            mixed(&t, &token, &rx, &mut runs, plan.edits)?;
+            let runs: Vec<Edits> = runs.into_iter().map(|(e, _)| e).collect();
+            progress.note(format!(
+                "records: {} more edits of each key, taking turns",
+                plan.edits
+            ));
 
             // A full GET of the largest list beside a whole value of about
             // its size. The Worker has no single-key GET: each is the only
@@ -743,7 +831,7 @@ pub fn run_on(s: &Server, plan: &Plan, progress: &Progress) -> Result<Records, S
             // 200 edits of a 500-element accountingTransactions array.
             let mut rng = seed(plan.accounting_len, 3);
             let tx_elems = transactions(plan.accounting_len, &mut rng);
-            let acct = edit_run(
+            let (acct, _) = edit_run(
                 &t,
                 s,
                 &mut log,
@@ -754,7 +842,7 @@ pub fn run_on(s: &Server, plan: &Plan, progress: &Progress) -> Result<Records, S
                 Subject::List(tx_elems),
                 plan.accounting_edits,
                 0,
-                &mut rng,
+                rng,
             )?;
             progress.note(format!(
                 "records: {} edits of accountingTransactions ({} bytes) done",
@@ -861,14 +949,14 @@ fn tables(
 ) -> Vec<Table> {
     let mut edits = Table::new(&[
         &format!(
-            "one-field edit via `PUT /api/sync/{{key}}` ({} edits each, one at a time)",
-            plan.edits
+            "one-field edit via `PUT /api/sync/{{key}}`, one at a time: {} of each key alone (D1, bytes), then {} more taking turns with the other keys (times)",
+            plan.edits, plan.edits
         ),
         "value bytes",
         "D1 growth per edit, bytes (meta.size_after)",
         "D1 rows written per edit (by table)",
-        "PUT → answer, ms p50 / p99",
-        "PUT sent → other device's frame, ms p50 / p99",
+        "PUT → answer, ms p50 / p99 (keys taking turns)",
+        "PUT sent → other device's frame, ms p50 / p99 (keys taking turns)",
         "writer sends (PUT body), bytes",
         "other device receives (frame payload), bytes",
     ]);
@@ -879,8 +967,8 @@ fn tables(
             bytes(r.value_bytes as f64),
             opt_bytes(r.growth()),
             r.cost.per(r.edits).written_cell(),
-            p50_p99(&summarize(&r.ack)),
-            p50_p99(&summarize(&r.fanout)),
+            p50_p99(&r.latency().0),
+            p50_p99(&r.latency().1),
             bytes(mean(&r.put_body)),
             bytes(mean(&r.frame_bytes)),
         ]);
@@ -937,7 +1025,7 @@ fn tables(
         opt_bytes(acct.growth().map(|g| g * acct.edits as f64)),
         opt_bytes(acct.growth()),
         acct.cost.per(acct.edits).written_cell(),
-        p50_p99(&summarize(&acct.ack)),
+        p50_p99(&acct.latency().0),
     ]);
 
     let mut growth = Table::new(&[
@@ -985,11 +1073,8 @@ fn tables(
     if let (Some(small), Some(big)) = (lists.first(), lists.last()) {
         if small.elements != big.elements {
             for (what, pick) in [
-                (
-                    "ack",
-                    (|r: &Edits| summarize(&r.ack)) as fn(&Edits) -> Summary,
-                ),
-                ("fan-out", |r: &Edits| summarize(&r.fanout)),
+                ("ack", (|r: &Edits| r.latency().0) as fn(&Edits) -> Summary),
+                ("fan-out", |r: &Edits| r.latency().1),
             ] {
                 let (a, b) = (pick(small), pick(big));
                 let (r50, r99) = (b.p50 / a.p50, b.p99 / a.p99);
