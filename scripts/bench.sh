@@ -10,11 +10,17 @@
 #   scripts/bench.sh --quick            # about a minute: proves the tool works (CI)
 #   scripts/bench.sh --out FILE         # write the JSON elsewhere
 #   scripts/bench.sh --deep-seconds S   # most time for the deep-history setup (default 300)
+#   scripts/bench.sh --records          # only the record lists of issues #12/#13, about a minute:
+#                                       # one-field edits of 100/1,000/5,000-element arrays
+#                                       # (target/bench/records.json); with --quick, about 20 s
+#   scripts/bench.sh --record-edits N   # timed edits per list there (default 100; quick 5)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SKIP_SETUP="${SKIP_SETUP:-0}" ./scripts/build.sh
-if [ "${1:-}" = "--quick" ]; then
-  # Quick mode proves the tool works: a debug build compiles faster.
-  exec cargo test --bench load -- "$@"
-fi
+for arg in "$@"; do
+  if [ "$arg" = "--quick" ]; then
+    # Quick mode proves the tool works: a debug build compiles faster.
+    exec cargo test --bench load -- "$@"
+  fi
+done
 exec cargo bench --bench load -- "$@"

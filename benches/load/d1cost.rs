@@ -18,8 +18,13 @@ pub struct Costs {
     pub json: Value,
 }
 
-/// Starts a Worker that logs its D1 costs, measures, stops it.
-pub fn run(quick: bool, progress: &Progress) -> Result<Costs, String> {
+/// Starts a Worker that logs its D1 costs, measures, runs `then` on it (the
+/// record lists, `records.rs`, which need the same log), stops it.
+pub fn run<T>(
+    quick: bool,
+    progress: &Progress,
+    then: impl FnOnce(&Server) -> Result<T, String>,
+) -> Result<(Costs, T), String> {
     let vars = crate::cost_vars();
     let s = Server::start("bench-cost", &vars)
         .map_err(|e| format!("the Worker (D1 cost log) did not start: {e}"))?;
@@ -69,6 +74,7 @@ pub fn run(quick: bool, progress: &Progress) -> Result<Costs, String> {
     }
     progress.note("restart and wakes done");
     drop(t);
+    let then = then(&s)?;
     s.stop();
 
     let mut edit_table = Table::new(&[
@@ -122,11 +128,14 @@ pub fn run(quick: bool, progress: &Progress) -> Result<Costs, String> {
         "editsPerKind": reps,
         "wake": wakes.iter().map(Wake::json).collect::<Vec<_>>(),
     });
-    Ok(Costs {
-        edits: edit_table,
-        wake: wake_table,
-        json,
-    })
+    Ok((
+        Costs {
+            edits: edit_table,
+            wake: wake_table,
+            json,
+        },
+        then,
+    ))
 }
 
 /// Rows written and read per edit, for each kind of edit, `reps` edits of

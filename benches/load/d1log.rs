@@ -4,8 +4,9 @@
 //!   d1-cost {"op":"commit","user":"<id>","ms":3,"stmts":[{"table":"sync_state","written":1,"read":1},...]}
 //!
 //! where `written` / `read` are the statement's `meta.rows_written` /
-//! `meta.rows_read` (index entries included, as D1 bills them) and `ms`, if
-//! present, the batch's wall time. The Worker's
+//! `meta.rows_read` (index entries included, as D1 bills them), `size`, if
+//! present, `meta.size_after` (the database's size in bytes after that
+//! statement), and `ms`, if present, the batch's wall time. The Worker's
 //! `console.log` reaches wrangler's debug log files (`wrangler-logs/`, written
 //! whatever `--log-level` says) and, at log level "log" or lower, its stdout
 //! (`wrangler-dev.log`). A Worker that does not log them yields no lines, and
@@ -29,6 +30,9 @@ pub struct Line {
     pub ms: Option<f64>,
     /// (table, rows written, rows read) per statement.
     pub stmts: Vec<(String, f64, f64)>,
+    /// The database's size after the batch (the largest `size` of its
+    /// statements), when logged.
+    pub size: Option<f64>,
 }
 
 /// The `d1-cost` record in one line of log text, if there is one.
@@ -50,11 +54,17 @@ pub fn parse_line(text: &str) -> Option<Line> {
             )
         })
         .collect();
+    let size = v["stmts"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| s["size"].as_f64())
+        .reduce(f64::max);
     Some(Line {
         op: v["op"].as_str()?.to_string(),
         user: v["user"].as_str()?.to_string(),
         ms: v["ms"].as_f64(),
         stmts,
+        size,
     })
 }
 
@@ -333,6 +343,7 @@ pub fn self_test() -> Result<(), String> {
             ("sync_data".into(), 2.0, 1.0),
             ("sync_requests".into(), 2.0, 0.0),
         ],
+        size: None,
     };
     check(line == want, format!("parsed {line:?}"))?;
     // As wrangler's stdout may show it: a prefix before, a suffix after.
@@ -359,6 +370,15 @@ pub fn self_test() -> Result<(), String> {
     check(
         c.per(2).written_cell() == "8 (sync_data 2, sync_history 3, sync_requests 2, sync_state 1)",
         format!("cell {}", c.per(2).written_cell()),
+    )?;
+    check(load.size.is_none(), "no size logged")?;
+    let sized = parse_line(
+        r#"d1-cost {"op":"commit","user":"u-1","stmts":[{"table":"a","written":1,"read":0,"size":8192},{"table":"b","written":1,"read":0,"size":12288},{"table":"c","written":0,"read":1,"size":null}]}"#,
+    )
+    .ok_or("sized line")?;
+    check(
+        sized.size == Some(12288.0),
+        format!("size {:?}", sized.size),
     )?;
     let wake = Cost::filter(&[line.clone(), load], |op| op != "commit");
     check(wake.read_cell() == "14000 (sync_requests 14000)", "filter")?;

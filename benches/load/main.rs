@@ -7,6 +7,8 @@
 //!
 //!   scripts/bench.sh            # full run, writes target/bench/load.json
 //!   scripts/bench.sh --quick    # seconds; CI runs it to prove the tool works
+//!   scripts/bench.sh --records  # only the record-list section (issues #12,
+//!                               # #13; `records.rs`), target/bench/records.json
 //!
 //! Needs `scripts/build.sh` first. All latencies use one monotonic clock
 //! (`Instant`) in this process. Nothing here asserts a timing.
@@ -23,6 +25,7 @@ mod d1cost;
 mod d1log;
 mod inflight;
 mod launch;
+mod records;
 mod scenarios;
 mod stats;
 mod ws;
@@ -58,6 +61,10 @@ pub struct Opts {
     pub out: PathBuf,
     /// Time allowed for giving keys a deep history before measuring again.
     pub deep_budget: Duration,
+    /// Only the record-list section (`records.rs`).
+    pub records_only: bool,
+    /// Timed edits per list in that section (default 100; quick 5).
+    pub record_edits: Option<usize>,
 }
 
 impl Opts {
@@ -65,10 +72,22 @@ impl Opts {
         let mut quick = false;
         let mut out = None;
         let mut deep_secs = None;
+        let mut records_only = false;
+        let mut record_edits = None;
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--quick" => quick = true,
+                "--records" => records_only = true,
+                "--record-edits" => {
+                    let v = args.next().ok_or("--record-edits needs a number")?;
+                    record_edits = Some(
+                        v.parse::<usize>()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or(format!("--record-edits {v}: not a positive number"))?,
+                    );
+                }
                 "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a path")?)),
                 "--deep-seconds" => {
                     let v = args.next().ok_or("--deep-seconds needs a number")?;
@@ -80,20 +99,23 @@ impl Opts {
                 // `cargo bench` passes --bench to harness-less targets.
                 "--bench" => {}
                 "-h" | "--help" => {
-                    println!("usage: load [--quick] [--out FILE.json] [--deep-seconds S]");
+                    println!("usage: load [--quick] [--records] [--record-edits N] [--out FILE.json] [--deep-seconds S]");
                     println!(
-                        "  --deep-seconds: time for the deep-history setup (default 120; quick 8)"
+                        "  --deep-seconds: time for the deep-history setup (default 300; quick 8)"
                     );
+                    println!("  --records: only the record-list section (issues #12, #13)");
+                    println!("  --record-edits: timed one-field edits per list there (default 100; quick 5)");
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
             }
         }
         let out = out.unwrap_or_else(|| {
-            launch::repo_root().join(if quick {
-                "target/bench/load-quick.json"
-            } else {
-                "target/bench/load.json"
+            launch::repo_root().join(match (records_only, quick) {
+                (true, true) => "target/bench/records-quick.json",
+                (true, false) => "target/bench/records.json",
+                (false, true) => "target/bench/load-quick.json",
+                (false, false) => "target/bench/load.json",
             })
         });
         let deep_budget = Duration::from_secs(deep_secs.unwrap_or(if quick { 8 } else { 300 }));
@@ -101,6 +123,8 @@ impl Opts {
             quick,
             out,
             deep_budget,
+            records_only,
+            record_edits,
         })
     }
 }
@@ -159,6 +183,7 @@ fn machine() -> Value {
         "workerd": sh("node -p \"require('./node_modules/miniflare/package.json').dependencies.workerd\""),
         "node": sh("node --version"),
         "loadavg": sh("cut -d' ' -f1-3 /proc/loadavg"),
+        "uptime": sh("uptime"),
     })
 }
 
@@ -184,6 +209,10 @@ fn run(opts: &Opts) -> Result<(), String> {
     let t_run = progress.t0;
     let mut report = json!({"mode": if opts.quick {"quick"} else {"full"}, "machine": machine()});
     d1log::self_test()?;
+    records::self_test()?;
+    if opts.records_only {
+        return run_records(opts, progress, report);
+    }
     let mut table = Table::new(&["Measure", "alternassist-sync", "baseline (JS DO)", "ratio"]);
     let tmp = std::env::temp_dir().join(format!("alternassist-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -344,9 +373,14 @@ fn run(opts: &Opts) -> Result<(), String> {
     drop(floor);
     ours.stop();
 
-    // D1 costs, on a server of its own that logs them.
-    let costs = d1cost::run(opts.quick, progress)?;
+    // D1 costs, on a server of its own that logs them; then the record
+    // lists (issues #12, #13) on the same server.
+    let plan = records::Plan::new(opts.quick, opts.record_edits);
+    let (costs, recs) = d1cost::run(opts.quick, progress, |s| {
+        records::run_on(s, &plan, progress)
+    })?;
     report["d1Cost"] = costs.json;
+    report["records"] = recs.json;
 
     // Size of ours.
     let (wasm, wasm_gz) = scenarios::wasm_size()?;
@@ -361,16 +395,51 @@ fn run(opts: &Opts) -> Result<(), String> {
     report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
     report["seconds"] = json!(t_run.elapsed().as_secs());
     report["steps"] = progress.json();
-    let markdown = format!(
+    let mut markdown = format!(
         "{}\n{}\n{}\n{}",
         table.markdown(),
         flights.table.markdown(),
         costs.edits.markdown(),
         costs.wake.markdown()
     );
+    for t in &recs.tables {
+        markdown.push('\n');
+        markdown.push_str(&t.markdown());
+    }
     report["table"] = json!(markdown);
     let _ = std::fs::remove_dir_all(&tmp);
+    finish(opts, report, &markdown, t_run)
+}
 
+/// `--records`: only the record-list section.
+fn run_records(opts: &Opts, progress: &Progress, mut report: Value) -> Result<(), String> {
+    let t_run = progress.t0;
+    report["mode"] = json!(if opts.quick {
+        "records-quick"
+    } else {
+        "records"
+    });
+    let recs = records::run(&records::Plan::new(opts.quick, opts.record_edits), progress)?;
+    report["records"] = recs.json;
+    let (wasm, wasm_gz) = scenarios::wasm_size()?;
+    report["wasm"] = json!({"bytes": wasm, "gzipBytes": wasm_gz});
+    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
+    report["seconds"] = json!(t_run.elapsed().as_secs());
+    report["steps"] = progress.json();
+    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+    let markdown: Vec<String> = recs.tables.iter().map(Table::markdown).collect();
+    let markdown = markdown.join("\n");
+    report["table"] = json!(markdown);
+    println!(
+        "\nrecords (issues #12, #13): commit {}, Worker wasm {wasm} bytes ({wasm_gz} gzip -9)",
+        report["commit"].as_str().unwrap_or("?")
+    );
+    finish(opts, report, &markdown, t_run)
+}
+
+/// Writes the JSON and prints the tables and the machine's load.
+fn finish(opts: &Opts, mut report: Value, markdown: &str, t_run: Instant) -> Result<(), String> {
+    report["machine"]["uptimeEnd"] = json!(sh("uptime"));
     if let Some(dir) = opts.out.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -384,6 +453,11 @@ fn run(opts: &Opts) -> Result<(), String> {
         report["machine"]["loadavg"].as_str().unwrap_or(""),
         report["machine"]["loadavgEnd"].as_str().unwrap_or(""),
         t_run.elapsed().as_secs()
+    );
+    println!(
+        "uptime at the start: {}\nuptime at the end:   {}",
+        report["machine"]["uptime"].as_str().unwrap_or(""),
+        report["machine"]["uptimeEnd"].as_str().unwrap_or("")
     );
     println!("results: {}", opts.out.display());
     Ok(())

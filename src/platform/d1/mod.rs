@@ -52,7 +52,8 @@ thread_local! {
 
 /// With `D1_COST_LOG=1`, every batch on the hub's paths logs D1's own
 /// counters (rows read and written, index entries included) per statement,
-/// and the batch's wall time in ms, for the benchmarks:
+/// D1's size after each statement (`meta.size_after`, bytes) and the batch's
+/// wall time in ms, for the benchmarks:
 /// `d1-cost {"op":..,"user":..,"ms":..,"stmts":[..]}`.
 pub fn set_cost_log(on: bool) {
     COST_LOG.with(|c| c.set(on));
@@ -82,6 +83,7 @@ async fn batch(
                     "table": table,
                     "written": meta.as_ref().and_then(|m| m.rows_written),
                     "read": meta.as_ref().and_then(|m| m.rows_read),
+                    "size": meta.as_ref().and_then(|m| m.size_after),
                 })
             })
             .collect();
