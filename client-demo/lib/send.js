@@ -7,6 +7,7 @@
 
 import { retryDelay } from './backoff.js';
 import { SyncError } from './errors.js';
+import { diffRecords, patchFieldsJson, splitRecords } from './records.js';
 import { fingerprint, utf8Length } from './util.js';
 
 // The server refuses frames over 1 MiB; bigger values go over REST PUT.
@@ -157,7 +158,9 @@ export const sending = {
       if (entry.baseVersion !== undefined) frame.baseVersion = entry.baseVersion;
       frame.updatedAt = entry.updatedAt;
       frame.requestId = entry.requestId;
-      const text = JSON.stringify(frame);
+      const whole = JSON.stringify(frame);
+      const patch = this._patchFrame(entry, value);
+      const text = patch !== null && patch.length < whole.length ? patch : whole;
       if (utf8Length(text, MAX_FRAME_BYTES) > MAX_FRAME_BYTES) {
         this._serial(() => this._restPut(entry)).catch((err) => this._transportFailure(err));
         continue;
@@ -167,6 +170,25 @@ export const sending = {
     }
     this._queue.save();
     this._updateStatus();
+  },
+
+  /**
+   * The queued edit as a `patch` frame (the records changed since the
+   * value at its baseVersion, which the queue keeps as `base`), or null
+   * when it cannot be one: the server did not say `patches`, refused a
+   * patch for this key (`not_records`), the base is unknown, or either
+   * value is not a record list. Every edit since the base is in it, so
+   * ten edits of one record while offline send that record once.
+   */
+  _patchFrame(entry, value) {
+    if (!this._patchesLive || entry.noPatch || value === null) return null;
+    if (entry.baseVersion === undefined || !('base' in entry) || entry.base === null || entry.base === undefined) return null;
+    const base = splitRecords(entry.base);
+    const next = base && splitRecords(value);
+    if (!next) return null;
+    const p = diffRecords(base, next);
+    const head = JSON.stringify({ type: 'patch', key: entry.key, requestId: entry.requestId, baseVersion: entry.baseVersion, updatedAt: entry.updatedAt });
+    return `${head.slice(0, -1)},${patchFieldsJson(p)}}`;
   },
 
   _flushSoon() {
