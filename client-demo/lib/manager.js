@@ -112,6 +112,7 @@ export class SyncManager {
     this._holds = new Set();
 
     this._raw = installHook(this.storage, {
+      get: (k) => this._appRead(k),
       set: (k, v) => this._hookedSet(k, v),
       remove: (k) => this._hookedRemove(k),
       clear: () => this._hookedClear(),
@@ -346,7 +347,7 @@ export class SyncManager {
       }
       // The previous account keeps its data on the server; this device now shows the new one's.
       for (const key of this._tracked) {
-        if (this.storage.getItem(key) === null) continue;
+        if (this._read(key) === null) continue;
         this._writeData(key, null);
         this._emit('change', { key, value: null, source: 'account' });
       }
@@ -609,9 +610,14 @@ export class SyncManager {
     this._meta.setJson('state', { ...this._state, cursor: this._resumeCursor() });
   }
 
+  /** Reads storage without it counting as the app's read. */
+  _read(key) {
+    return this._raw.getItem(key);
+  }
+
   /** Writes a tracked key's value without it counting as an edit; false when storage refused it. */
   _writeData(key, value) {
-    this._noteForeignWrite(key, this.storage.getItem(key), value);
+    this._noteForeignWrite(key, this._read(key), value);
     try {
       if (value === null) this._raw.removeItem(key);
       else this._raw.setItem(key, value);
@@ -628,7 +634,7 @@ export class SyncManager {
     key = String(key);
     value = String(value);
     if (!this._tracked.has(key)) return this._raw.setItem(key, value);
-    const old = this.storage.getItem(key);
+    const old = this._read(key);
     const { text, lost } = this._mergeAppWrite(key, value, old);
     if (!this._leader && old !== text) this._noteTabEdit(key, text);
     this._raw.setItem(key, text); // may throw (quota): then nothing is queued
@@ -656,6 +662,11 @@ export class SyncManager {
     return threeWayText(base, value, old) ?? { text: value, lost: [] };
   }
 
+  /** The app read `key`: it has seen what storage holds, its next write is judged against that. */
+  _appRead(key) {
+    if (this._appBase.size) this._appBase.delete(String(key));
+  }
+
   /** Something other than the app writes `value` over `before`: the app's next write is judged against `before`. */
   _noteForeignWrite(key, before, value) {
     if (before !== value && this._tracked.has(key) && !this._appBase.has(key)) this._appBase.set(key, before);
@@ -665,7 +676,7 @@ export class SyncManager {
     key = String(key);
     if (!this._tracked.has(key)) return this._raw.removeItem(key);
     this._appBase.delete(key);
-    const old = this.storage.getItem(key);
+    const old = this._read(key);
     if (!this._leader && old !== null) this._noteTabEdit(key, null);
     this._raw.removeItem(key);
     if (old !== null) this._localEdit(key, null, old, 'local');
@@ -765,7 +776,7 @@ export class SyncManager {
     const edits = this._meta.getJson('edits') ?? {};
     const consumed = [];
     for (const key of this._tracked) {
-      const value = this.storage.getItem(key);
+      const value = this._read(key);
       const rec = edits[key];
       if (rec) consumed.push(rec.id);
       const at = rec && rec.fp === fingerprint(value) ? rec.updatedAt : undefined;

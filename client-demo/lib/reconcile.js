@@ -16,7 +16,7 @@ function lostElements(lost) {
 export const reconcile = {
   /** Writes a server value into storage without echoing it back. */
   _applyRemote(key, remote, source = 'remote') {
-    const current = this.storage.getItem(key);
+    const current = this._read(key);
     if (current === remote.value) return this._markSynced(key, remote.version, remote.value);
     // Storage full: the key stays at the version this device really holds.
     if (!this._writeData(key, remote.value)) return this._cannotStore(key, remote);
@@ -66,7 +66,7 @@ export const reconcile = {
     if (!fits || this._unapplied.has(key)) return undefined;
     const synced = this._state.synced[key] ?? fingerprint(null);
     const entry = this._queue.get(key);
-    const value = entry ? entry.base : this.storage.getItem(key);
+    const value = entry ? entry.base : this._read(key);
     if (value === undefined || (entry && entry.baseVersion !== version)) return undefined;
     return fingerprint(value) === synced ? value : undefined;
   },
@@ -122,7 +122,7 @@ export const reconcile = {
    */
   _rebase(entry, remote) {
     const { key } = entry;
-    const local = this.storage.getItem(key);
+    const local = this._read(key);
     const own =
       (remote.deviceId && remote.deviceId === this._state.deviceId) ||
       (entry.sent && fingerprint(remote.value) === entry.sent);
@@ -221,7 +221,7 @@ export const reconcile = {
   _afterWonConflict(sent, version, conflict, overwritten) {
     const { key } = sent;
     if (overwritten && overwritten.value !== null) {
-      const local = this.storage.getItem(key);
+      const local = this._read(key);
       const m = mergeByIdDetailed(sent.base, local, overwritten.value);
       if (m !== null) {
         const merged = m.text;
@@ -254,7 +254,7 @@ export const reconcile = {
     const entry = this._queue.get(key);
     delete entry?.heldUntil;
     if (!entry) return this._applyRemote(key, remote);
-    const local = this.storage.getItem(key);
+    const local = this._read(key);
     const m = mergeByIdDetailed(entry.base, local, remote.value);
     if (m !== null) return this._adoptMerge(entry, local, m.text, remote, m.lost);
     if (entry.requestId !== sent.requestId) {
@@ -290,7 +290,7 @@ export const reconcile = {
     if (entry && entry.requestId !== sent.requestId) {
       // Edited again while the write travelled: that edit goes on top of the merge.
       entry.base = sent.value;
-      const local = this.storage.getItem(key);
+      const local = this._read(key);
       const m = mergeByIdDetailed(sent.value, local, remote.value);
       if (m !== null) return this._adoptMerge(entry, local, m.text, remote, m.lost);
       entry.remote = remote; // not mergeable any more: judged when it is sent
@@ -353,7 +353,7 @@ export const reconcile = {
     st.synced = {};
     const data = res.data ?? {};
     for (const key of this._tracked) {
-      const local = this.storage.getItem(key);
+      const local = this._read(key);
       const pending = this._queue.get(key);
       const version = res.versions?.[key];
       const onServer = Object.prototype.hasOwnProperty.call(data, key);

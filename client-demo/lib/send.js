@@ -34,7 +34,7 @@ export const sending = {
   },
 
   _snapshotEntry(entry, via) {
-    const value = this.storage.getItem(entry.key);
+    const value = this._read(entry.key);
     const sent = {
       key: entry.key,
       requestId: entry.requestId,
@@ -56,7 +56,7 @@ export const sending = {
       const batch = [];
       let bytes = 0;
       for (const entry of ready) {
-        const size = (this.storage.getItem(entry.key) ?? '').length * 2 + 200;
+        const size = (this._read(entry.key) ?? '').length * 2 + 200;
         if (batch.length && (batch.length >= MAX_BATCH_KEYS || bytes + size > MAX_BATCH_BYTES)) break;
         batch.push(this._snapshotEntry(entry, 'rest'));
         bytes += size;
@@ -152,7 +152,7 @@ export const sending = {
       return;
     }
     for (const entry of this._sendable()) {
-      const value = this.storage.getItem(entry.key);
+      const value = this._read(entry.key);
       const frame = { type: value === null ? 'delete' : 'put', key: entry.key };
       if (value !== null) frame.value = value;
       if (entry.baseVersion !== undefined) frame.baseVersion = entry.baseVersion;

@@ -843,6 +843,21 @@ const appEdit = (page, key, fnSrc, reread = false) =>
 
 const KEY = 'outstanding-payments';
 
+// Reading a key (localStorage.getItem) tells the SyncManager the app has
+// seen its value, so a test that stands for an app that does not re-read
+// must not read either: it waits for the `change` events instead.
+const watchChanges = (page) =>
+  page.evaluate(() => {
+    window.__last = {};
+    window.sync.on('change', ({ key, value }) => (window.__last[key] = value));
+  });
+const waitChange = (page, key, predicate, what) =>
+  page
+    .waitForFunction(([k, src]) => k in window.__last && new Function('v', `return (${src})(v)`)(window.__last[k]), [key, predicate.toString()], { timeout: WAIT })
+    .catch(async (err) => {
+      throw new Error(`${what}: ${err.message}\nlast change: ${await page.evaluate((k) => window.__last[k], key)}`);
+    });
+
 test('records: an app writing back a stale in-memory list keeps the other device’s edit, on every device', { timeout: 60_000 }, async () => {
   const { a, b } = await twoBareDevices();
   await setItem(a.page, KEY, JSON.stringify(invoices(5)));
@@ -851,25 +866,35 @@ test('records: an app writing back a stale in-memory list keeps the other device
   // Both apps hold the list in memory.
   await a.page.evaluate((k) => (window.__mem = JSON.parse(localStorage.getItem(k))), KEY);
   await b.page.evaluate((k) => (window.__mem = JSON.parse(localStorage.getItem(k))), KEY);
+  await watchChanges(a.page);
+  await watchChanges(b.page);
   // b adds an invoice; a receives it in storage, but its app does not re-read.
   await appEdit(b.page, KEY, (list) => [...list, { id: 'inv-b', client: 'Added on B', amount: 7, updatedAt: Date.now() }]);
-  await waitValue(a.page, KEY, (v) => v.includes('Added on B'), 'b’s invoice reaches a');
+  await waitChange(a.page, KEY, (v) => v.includes('Added on B'), 'b’s invoice reaches a');
   // a's app edits its stale copy (without inv-b) and writes it back.
   await appEdit(a.page, KEY, (list) => list.map((x) => (x.id === 'inv-2' ? { ...x, amount: 999, updatedAt: Date.now() } : x)));
   const both = (v) => v !== null && v.includes('Added on B') && v.includes('"amount":999');
-  await waitValue(a.page, KEY, both, 'a keeps both edits');
-  await waitValue(b.page, KEY, both, 'b has both edits');
+  await waitChange(a.page, KEY, both, 'a keeps both edits');
+  await waitChange(b.page, KEY, both, 'b has both edits');
   // b's app, also stale (it never saw a's edit), edits again: still nothing lost.
   await appEdit(b.page, KEY, (list) => list.map((x) => (x.id === 'inv-0' ? { ...x, status: 'Paid', updatedAt: Date.now() } : x)));
   const all = (v) => v !== null && v.includes('Added on B') && v.includes('"amount":999') && v.includes('"status":"Paid"');
-  await waitValue(a.page, KEY, all, 'a has all three edits');
-  await waitValue(b.page, KEY, all, 'b has all three edits');
+  await waitChange(a.page, KEY, all, 'a has all three edits');
+  await waitChange(b.page, KEY, all, 'b has all three edits');
+  await waitValue(a.page, KEY, all, 'a holds all three edits');
+  await waitValue(b.page, KEY, all, 'b holds all three edits');
   await waitSynced(a.page);
   await waitSynced(b.page);
   const [va, vb] = [await getItem(a.page, KEY), await getItem(b.page, KEY)];
   assert.equal(va, vb);
   assert.equal(va, JSON.stringify(JSON.parse(va)), 'storage holds exactly JSON.stringify of the merged list');
   assert.equal(JSON.parse(va).length, 6);
+  // An app that re-reads (getItem) writes plainly: removing b's invoice on a removes it everywhere.
+  await appEdit(a.page, KEY, (list) => list.filter((x) => x.id !== 'inv-b'), true);
+  await waitValue(b.page, KEY, (v) => v !== null && !v.includes('inv-b') && v.includes('"status":"Paid"'), 'the removal reaches b');
+  await waitSynced(a.page);
+  await waitSynced(b.page);
+  assert.equal(await getItem(a.page, KEY), await getItem(b.page, KEY));
 });
 
 test('records: two devices edit different records offline, reconnect: both edits everywhere', { timeout: 60_000 }, async () => {
@@ -913,8 +938,9 @@ test('records: a record deleted on one device while edited on another is kept', 
   await waitValue(a.page, KEY, kept, 'a gets the edited record back');
   // Live, the other way round: a's app still holds inv-2 in memory and edits it after b deleted it.
   await a.page.evaluate((k) => (window.__mem = JSON.parse(localStorage.getItem(k))), KEY);
+  await watchChanges(a.page);
   await appEdit(b.page, KEY, (list) => list.filter((x) => x.id !== 'inv-2'), true);
-  await waitValue(a.page, KEY, (v) => !v.includes('"inv-2"'), 'the deletion reaches a');
+  await waitChange(a.page, KEY, (v) => !v.includes('"inv-2"'), 'the deletion reaches a');
   await appEdit(a.page, KEY, (list) => list.map((x) => (x.id === 'inv-2' ? { ...x, client: 'Edited on A', updatedAt: Date.now() } : x)));
   const keptToo = (v) => v !== null && v.includes('Edited on B') && !v.includes('"inv-4"') && v.includes('Edited on A');
   await waitValue(a.page, KEY, keptToo, 'a keeps its edit of the record b deleted');
