@@ -121,7 +121,7 @@ export class SyncManager {
       this._error = e;
       this._emit('error', e);
     });
-    this._queue = new EditQueue(this._meta, this._tracked);
+    this._queue = new EditQueue(this._meta, this._tracked, (k) => this._read(k));
     this._log = new ConflictLog(this._meta, { max: MAX_CONFLICTS });
     this._rest = new RestClient({
       fetch: options.fetch ?? (g.fetch ? g.fetch.bind(g) : null),

@@ -148,3 +148,52 @@ test('a server without patches gets whole puts; the patch server gets patches on
   assert.deepEqual(patchesOf(server).map((f) => [f.key, f.upserts.length, f.removed]), [[KEY, 0, ['inv-0']]]);
   assert.deepEqual(server.frames('put').map((f) => f.key), ['estimates', KEY, 'estimates']);
 });
+
+test('the persisted queue holds the records an offline edit changed, not a copy of the list; a reload puts the base back together', async () => {
+  const server = new FakeServer({ patches: true });
+  const { a, b, token } = await twoLive(server, 'queue-size@example.com');
+  const list = Array.from({ length: 5000 }, (_, i) => ({ id: `inv-${i}`, client: `Client ${i}`, amount: i, notes: 'x'.repeat(40), updatedAt: 1000 + i }));
+  await holding(server, a, b, list);
+  const sentBefore = patchesOf(server).length;
+  a.goOffline();
+  for (let n = 1; n <= 10; n++) edit(a, (l) => l.map((x) => (x.id === 'inv-2500' ? { ...x, amount: -n } : x)));
+  edit(a, (l) => [...l.slice(1), l[0]]); // and a move
+  const queued = peek(a, 'sync-queue');
+  assert.ok(queued.length < 2048, `sync-queue is ${queued.length} characters for a ${peek(a).length}-character list`);
+  const [entry] = JSON.parse(queued);
+  assert.deepEqual(entry.baseDelta.upserts.map((t) => JSON.parse(t).id), ['inv-2500'], 'one record, however often it was edited');
+  assert.ok(!('base' in entry));
+  // Reload: the base comes back from the stored value and the delta; the edit goes as one patch.
+  const storage = a.storage;
+  a.sm.destroy();
+  storage.removeItem('sync-token');
+  const again = dev(server, { token, storage });
+  assert.equal(again.sm._queue.get(KEY).base, j(list), 'the base, byte for byte');
+  await again.sm.start();
+  await waitFor(() => settled(again, b) && peek(b) === peek(again), { what: 'the edit on b' });
+  const sent = patchesOf(server).slice(sentBefore);
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0].upserts.map((u) => [u.id, u.amount]), [['inv-2500', -10]]);
+  assert.deepEqual(sent[0].after, [['inv-0', 'inv-4999']]);
+  assert.ok(Buffer.byteLength(JSON.stringify(sent[0])) < 2048);
+});
+
+test('a queued base whose list changed while the library was not loaded is dropped: the edit goes whole', async () => {
+  const server = new FakeServer({ patches: true });
+  const { a, b, token } = await twoLive(server, 'queue-drift@example.com');
+  await holding(server, a, b, invoices(40));
+  a.goOffline();
+  edit(a, (l) => l.map((x) => (x.id === 'inv-1' ? { ...x, amount: -1 } : x)));
+  const storage = a.storage;
+  a.sm.destroy();
+  // Written while no SyncManager was loaded.
+  storage.setItem(KEY, j(JSON.parse(storage.getItem(KEY)).map((x) => (x.id === 'inv-2' ? { ...x, amount: -2 } : x))));
+  storage.removeItem('sync-token');
+  const again = dev(server, { token, storage });
+  assert.ok(!('base' in again.sm._queue.get(KEY)), 'no base that does not fit the value');
+  const putsBefore = server.frames('put').length;
+  await again.sm.start();
+  await waitFor(() => settled(again, b) && peek(b) === peek(again), { what: 'on b' });
+  assert.ok(peek(b).includes('"amount":-1') && peek(b).includes('"amount":-2'));
+  assert.equal(server.frames('put').length, putsBefore + 1, 'a whole put');
+});
