@@ -153,14 +153,16 @@ export const sending = {
     }
     for (const entry of this._sendable()) {
       const value = this._read(entry.key);
-      const frame = { type: value === null ? 'delete' : 'put', key: entry.key };
-      if (value !== null) frame.value = value;
-      if (entry.baseVersion !== undefined) frame.baseVersion = entry.baseVersion;
-      frame.updatedAt = entry.updatedAt;
-      frame.requestId = entry.requestId;
-      const whole = JSON.stringify(frame);
-      const patch = this._patchFrame(entry, value);
-      const text = patch !== null && patch.length < whole.length ? patch : whole;
+      // The records it changed when that is smaller than the whole value.
+      let text = this._patchFrame(entry, value);
+      if (text === null || text.length >= value.length) {
+        const frame = { type: value === null ? 'delete' : 'put', key: entry.key };
+        if (value !== null) frame.value = value;
+        if (entry.baseVersion !== undefined) frame.baseVersion = entry.baseVersion;
+        frame.updatedAt = entry.updatedAt;
+        frame.requestId = entry.requestId;
+        text = JSON.stringify(frame);
+      }
       if (utf8Length(text, MAX_FRAME_BYTES) > MAX_FRAME_BYTES) {
         this._serial(() => this._restPut(entry)).catch((err) => this._transportFailure(err));
         continue;
