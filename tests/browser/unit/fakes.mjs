@@ -159,7 +159,7 @@ let seq = 0;
 const id = (p) => `${p}${++seq}`;
 
 export class FakeServer {
-  constructor({ now = Date.now, patches = process.env.FAKE_PATCHES === "1" } = {}) {
+  constructor({ now = Date.now, patches = process.env.FAKE_PATCHES === '1' } = {}) {
     this.now = now;
     this.patches = patches; // speaks record patches (issue 13) with sockets that say so in hello
     this.notRecords = new Set(); // keys whose patch frames are refused with not_records
