@@ -39,7 +39,11 @@ export interface ChangeEvent {
   key: string;
   /** The new value; null when the key was removed. */
   value: string | null;
-  /** 'local': this page's own edit; 'tab': another tab's; 'remote': another device's; 'merge': a merge of both; 'account': a sign-in replaced the data. */
+  /**
+   * 'local': this page's own edit; 'tab': another tab's; 'remote': another device's; 'merge': a merge of both
+   * (also this page's own write of a list it read before a remote change: storage holds the write merged by id
+   * with that change, which the app should read); 'account': a sign-in replaced the data.
+   */
   source: ChangeSource;
 }
 

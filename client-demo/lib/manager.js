@@ -21,6 +21,7 @@ import { ConflictLog } from './conflict-log.js';
 import { SyncError } from './errors.js';
 import { Emitter } from './events.js';
 import { putElements } from './merge.js';
+import { threeWayText } from './records.js';
 import { MetaStore, STORAGE_KEYS } from './meta-store.js';
 import { EditQueue } from './queue.js';
 import { reconcile } from './reconcile.js';
@@ -99,6 +100,11 @@ export class SyncManager {
     this._mirror = null; // the leading tab's last status snapshot
     this._tabPending = new Map(); // id -> key: this tab's edits the leading tab has not taken yet
     this._unapplied = new Map(); // key -> remote change that did not fit in storage
+    // key -> the value the app last saw, when something other than the app
+    // (a remote change, a merge, another tab) wrote the key after the app's
+    // last write: the base of the app's next write (records.js threeWay).
+    this._appBase = new Map();
+    this._patchesLive = false; // the socket's server takes and sends patch frames
     /** Devices connected right now, from the server's presence frames: [{deviceId, name}]. */
     this.onlineDevices = [];
     // Keys whose server state a restore or import is changing right now:
@@ -106,6 +112,7 @@ export class SyncManager {
     this._holds = new Set();
 
     this._raw = installHook(this.storage, {
+      get: (k) => this._appRead(k),
       set: (k, v) => this._hookedSet(k, v),
       remove: (k) => this._hookedRemove(k),
       clear: () => this._hookedClear(),
@@ -114,7 +121,7 @@ export class SyncManager {
       this._error = e;
       this._emit('error', e);
     });
-    this._queue = new EditQueue(this._meta, this._tracked);
+    this._queue = new EditQueue(this._meta, this._tracked, (k) => this._read(k));
     this._log = new ConflictLog(this._meta, { max: MAX_CONFLICTS });
     this._rest = new RestClient({
       fetch: options.fetch ?? (g.fetch ? g.fetch.bind(g) : null),
@@ -340,7 +347,7 @@ export class SyncManager {
       }
       // The previous account keeps its data on the server; this device now shows the new one's.
       for (const key of this._tracked) {
-        if (this.storage.getItem(key) === null) continue;
+        if (this._read(key) === null) continue;
         this._writeData(key, null);
         this._emit('change', { key, value: null, source: 'account' });
       }
@@ -603,8 +610,14 @@ export class SyncManager {
     this._meta.setJson('state', { ...this._state, cursor: this._resumeCursor() });
   }
 
+  /** Reads storage without it counting as the app's read. */
+  _read(key) {
+    return this._raw.getItem(key);
+  }
+
   /** Writes a tracked key's value without it counting as an edit; false when storage refused it. */
   _writeData(key, value) {
+    this._noteForeignWrite(key, this._read(key), value);
     try {
       if (value === null) this._raw.removeItem(key);
       else this._raw.setItem(key, value);
@@ -621,17 +634,49 @@ export class SyncManager {
     key = String(key);
     value = String(value);
     if (!this._tracked.has(key)) return this._raw.setItem(key, value);
-    const old = this.storage.getItem(key);
-    if (!this._leader && old !== value) this._noteTabEdit(key, value);
-    this._raw.setItem(key, value); // may throw (quota): then nothing is queued
-    if (old !== value) this._localEdit(key, value, old, 'local');
+    const old = this._read(key);
+    const { text, lost } = this._mergeAppWrite(key, value, old);
+    if (!this._leader && old !== text) this._noteTabEdit(key, text);
+    this._raw.setItem(key, text); // may throw (quota): then nothing is queued
+    // The app holds `value`; if storage now holds more, the app has not seen it yet.
+    if (text !== value) this._appBase.set(key, value);
+    else this._appBase.delete(key);
+    if (old !== text) this._localEdit(key, text, old, text === value ? 'local' : 'merge');
+    if (lost.length && this._leader) {
+      this._conflict({ key, resolution: 'merged', winner: 'both', kept: text, lost: undefined, lostElements: lost, version: this._state.versions[key] });
+    }
     return undefined;
+  }
+
+  /**
+   * The app writes `value` over `old`. When a remote change (or a merge, or
+   * another tab) wrote the key since the app's previous write, the app may
+   * be writing back an array it read before: its changes since the value it
+   * last saw are applied onto `old` by id (records.js threeWay), so no
+   * remote edit is erased. Returns {text: what to store, lost}.
+   */
+  _mergeAppWrite(key, value, old) {
+    if (!this._appBase.has(key)) return { text: value, lost: [] };
+    const base = this._appBase.get(key);
+    if (base === old) return { text: value, lost: [] };
+    return threeWayText(base, value, old) ?? { text: value, lost: [] };
+  }
+
+  /** The app read `key`: it has seen what storage holds, its next write is judged against that. */
+  _appRead(key) {
+    if (this._appBase.size) this._appBase.delete(String(key));
+  }
+
+  /** Something other than the app writes `value` over `before`: the app's next write is judged against `before`. */
+  _noteForeignWrite(key, before, value) {
+    if (before !== value && this._tracked.has(key) && !this._appBase.has(key)) this._appBase.set(key, before);
   }
 
   _hookedRemove(key) {
     key = String(key);
     if (!this._tracked.has(key)) return this._raw.removeItem(key);
-    const old = this.storage.getItem(key);
+    this._appBase.delete(key);
+    const old = this._read(key);
     if (!this._leader && old !== null) this._noteTabEdit(key, null);
     this._raw.removeItem(key);
     if (old !== null) this._localEdit(key, null, old, 'local');
@@ -650,6 +695,7 @@ export class SyncManager {
   }
 
   _afterClear() {
+    this._appBase.clear();
     if (this._token) this._meta.set('token', this._token);
     if (this._leader) {
       this._queue.clear();
@@ -730,7 +776,7 @@ export class SyncManager {
     const edits = this._meta.getJson('edits') ?? {};
     const consumed = [];
     for (const key of this._tracked) {
-      const value = this.storage.getItem(key);
+      const value = this._read(key);
       const rec = edits[key];
       if (rec) consumed.push(rec.id);
       const at = rec && rec.fp === fingerprint(value) ? rec.updatedAt : undefined;
@@ -890,7 +936,8 @@ export class SyncManager {
         this._connecting = false;
         this._unreachable = false;
         this._helloSince = this._resumeCursor();
-        link.send({ type: 'hello', since: this._helloSince });
+        // patches: this client takes record patches (change frames carrying only the changed records).
+        link.send({ type: 'hello', since: this._helloSince, patches: true });
         this._updateStatus();
       },
       onFrame: (msg) => {
@@ -914,6 +961,7 @@ export class SyncManager {
   _closeSocket() {
     const link = this._socket;
     this._socket = null;
+    this._patchesLive = false;
     link?.close();
     for (const [id, s] of this._inflight) if (s.via === 'ws') this._inflight.delete(id);
     if (this._link === 'live') this._link = 'down';
@@ -948,12 +996,20 @@ export class SyncManager {
         // An answer to an earlier socket's hello: the current one asks again.
         if (link === this._socket) await this._onCatchUp(msg);
         break;
-      case 'change':
-        this._receiveRemote(msg);
+      case 'change': {
+        // A record patch becomes the key's whole new value (or is fetched whole).
+        const change = msg.patch ? await this._wholeChange(msg, false) : msg;
+        if (!change) {
+          // Could not learn the value: a new socket catches up from the cursor.
+          this._socket?.drop();
+          break;
+        }
+        this._receiveRemote(change);
         if (msg.version > this._state.cursor) this._state.cursor = msg.version;
         this._saveState();
         this._touchSynced();
         break;
+      }
       case 'ack': {
         const sent = this._inflight.get(msg.requestId);
         if (!sent) break;
@@ -987,7 +1043,17 @@ export class SyncManager {
       this._state.versions = {};
       this._state.synced = {};
     }
-    for (const c of msg.changes ?? []) this._receiveRemote(c);
+    this._patchesLive = msg.patches === true;
+    for (const c of msg.changes ?? []) {
+      const change = c.patch ? await this._wholeChange(c, !reset) : c;
+      if (!change) {
+        // Could not learn the value: a new socket catches up from the cursor.
+        this._saveState();
+        this._socket?.drop();
+        return;
+      }
+      this._receiveRemote(change);
+    }
     this._state.cursor = reset ? msg.cursor : Math.max(this._state.cursor, msg.cursor);
     this._saveState();
     this._socket?.caughtUp();
@@ -1009,7 +1075,13 @@ export class SyncManager {
     }
     this._inflight.delete(msg.requestId);
     const entry = this._queue.get(sent.key);
-    if (msg.code === 'frame_too_large' && entry) {
+    if (msg.code === 'not_records' && entry) {
+      // The server does not hold this key as records: the whole value, as a put with a new requestId.
+      entry.noPatch = true;
+      if (entry.requestId === sent.requestId) entry.requestId = this._newId();
+      this._queue.save();
+      this._flushSoon();
+    } else if (msg.code === 'frame_too_large' && entry) {
       // Too big for a frame: the same write over REST PUT.
       this._serial(() => this._restPut(entry)).catch((err) => this._transportFailure(err));
     } else if (msg.code === 'rate_limited' || msg.code === 'unavailable' || msg.code === 'internal') {
@@ -1127,6 +1199,8 @@ export class SyncManager {
       return;
     }
     if (!this._tracked.has(key) || e.newValue === e.oldValue) return;
+    // Another tab wrote it: this tab's app has not seen that yet.
+    this._noteForeignWrite(key, e.oldValue, e.newValue);
     if (this._leader) {
       const rec = this._takeTabEdit(key, e.newValue);
       this._localEdit(key, e.newValue, e.oldValue, 'tab', rec?.updatedAt);

@@ -1,7 +1,7 @@
 // Merge of values the app keeps as JSON arrays of objects with an `id`
 // (the kanban board, invoices, payments, ...). Pure functions: the same rules
-// as the server's src/merge.rs. Issue 13 (record patches against the value
-// the app last saw) grows here: diffs belong beside the merge.
+// as the server's src/merge.rs. Record lists, their patches and the
+// three-way application of an app's stale write are in records.js.
 
 /** An element's edit time in ms (number or date string), or NaN. */
 export function timeOf(element) {

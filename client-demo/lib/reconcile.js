@@ -5,6 +5,7 @@
 // last-write-wins whose loser is always reported.
 
 import { mergeByIdDetailed, inferUpdatedAt } from './merge.js';
+import { applyPatch, joinRecords, patchFromWire, splitRecords } from './records.js';
 import { fingerprint } from './util.js';
 
 /** The `lostElements` of a conflict record (none: nothing). */
@@ -15,12 +16,73 @@ function lostElements(lost) {
 export const reconcile = {
   /** Writes a server value into storage without echoing it back. */
   _applyRemote(key, remote, source = 'remote') {
-    const current = this.storage.getItem(key);
+    const current = this._read(key);
     if (current === remote.value) return this._markSynced(key, remote.version, remote.value);
     // Storage full: the key stays at the version this device really holds.
     if (!this._writeData(key, remote.value)) return this._cannotStore(key, remote);
     this._markSynced(key, remote.version, remote.value);
     this._emit('change', { key, value: remote.value, source });
+  },
+
+  /**
+   * A change carrying a record patch, as a whole-value change: the patch
+   * applied to the key's value at `baseVersion` as this device holds it
+   * (live frames: only if that is the version held; catch-up: the key as
+   * held, since the client has everything up to `since`), else the key
+   * fetched whole from the server. Null when neither works now.
+   */
+  async _wholeChange(change, catchUp) {
+    const { key } = change;
+    if (!this._tracked.has(key)) return change;
+    if (change.version <= (this._state.versions[key] ?? 0)) return change; // seen: ignored anyway
+    const held = this._heldServerValue(key, change.baseVersion, catchUp);
+    const patch = patchFromWire(change.patch);
+    if (held !== undefined && patch) {
+      const items = held === null ? [] : splitRecords(held);
+      const applied = items && applyPatch(items, patch);
+      if (applied) {
+        const { patch: _, baseVersion: __, ...rest } = change;
+        return { ...rest, value: joinRecords(applied), deleted: false };
+      }
+    }
+    let remote = null;
+    try {
+      remote = await this._fetchWhole(key, change.version);
+    } catch (err) {
+      this._transportFailure(err);
+    }
+    if (!remote) return null;
+    return { key, version: remote.version, value: remote.value, deleted: remote.value === null, updatedAt: change.updatedAt, deviceId: change.deviceId };
+  },
+
+  /**
+   * The server's value of `key` at `baseVersion` as this device holds it
+   * (null: absent), or undefined when it does not hold it: the synced value
+   * is in storage when no edit is queued, else the queued edit's base.
+   */
+  _heldServerValue(key, baseVersion, catchUp) {
+    const version = this._state.versions[key];
+    const fits = catchUp ? (version ?? 0) <= baseVersion : version === baseVersion;
+    if (!fits || this._unapplied.has(key)) return undefined;
+    const synced = this._state.synced[key] ?? fingerprint(null);
+    const entry = this._queue.get(key);
+    const value = entry ? entry.base : this._read(key);
+    if (value === undefined || (entry && entry.baseVersion !== version)) return undefined;
+    return fingerprint(value) === synced ? value : undefined;
+  },
+
+  /** The key's {value, version} at `version` or later, fetched whole (GET /sync/{key}; older servers: the snapshot since). */
+  async _fetchWhole(key, version) {
+    try {
+      const res = await this._request('GET', `/sync/${encodeURIComponent(key)}`);
+      if (typeof res.version === 'number' && res.version >= version) {
+        return { value: res.deleted || typeof res.value !== 'string' ? null : res.value, version: res.version };
+      }
+    } catch (err) {
+      // A server without that route (404, 405, ...) answers the snapshot query below; for now or signed out: no.
+      if (err.retryable || err.status === 401 || !err.status) throw err;
+    }
+    return this._fetchKey(key, version);
   },
 
   _receiveRemote(change) {
@@ -61,7 +123,7 @@ export const reconcile = {
    */
   _rebase(entry, remote) {
     const { key } = entry;
-    const local = this.storage.getItem(key);
+    const local = this._read(key);
     const own =
       (remote.deviceId && remote.deviceId === this._state.deviceId) ||
       (entry.sent && fingerprint(remote.value) === entry.sent);
@@ -160,7 +222,7 @@ export const reconcile = {
   _afterWonConflict(sent, version, conflict, overwritten) {
     const { key } = sent;
     if (overwritten && overwritten.value !== null) {
-      const local = this.storage.getItem(key);
+      const local = this._read(key);
       const m = mergeByIdDetailed(sent.base, local, overwritten.value);
       if (m !== null) {
         const merged = m.text;
@@ -193,7 +255,7 @@ export const reconcile = {
     const entry = this._queue.get(key);
     delete entry?.heldUntil;
     if (!entry) return this._applyRemote(key, remote);
-    const local = this.storage.getItem(key);
+    const local = this._read(key);
     const m = mergeByIdDetailed(entry.base, local, remote.value);
     if (m !== null) return this._adoptMerge(entry, local, m.text, remote, m.lost);
     if (entry.requestId !== sent.requestId) {
@@ -229,7 +291,7 @@ export const reconcile = {
     if (entry && entry.requestId !== sent.requestId) {
       // Edited again while the write travelled: that edit goes on top of the merge.
       entry.base = sent.value;
-      const local = this.storage.getItem(key);
+      const local = this._read(key);
       const m = mergeByIdDetailed(sent.value, local, remote.value);
       if (m !== null) return this._adoptMerge(entry, local, m.text, remote, m.lost);
       entry.remote = remote; // not mergeable any more: judged when it is sent
@@ -292,7 +354,7 @@ export const reconcile = {
     st.synced = {};
     const data = res.data ?? {};
     for (const key of this._tracked) {
-      const local = this.storage.getItem(key);
+      const local = this._read(key);
       const pending = this._queue.get(key);
       const version = res.versions?.[key];
       const onServer = Object.prototype.hasOwnProperty.call(data, key);

@@ -7,6 +7,7 @@
 
 import { retryDelay } from './backoff.js';
 import { SyncError } from './errors.js';
+import { diffRecords, patchFieldsJson, splitRecords } from './records.js';
 import { fingerprint, utf8Length } from './util.js';
 
 // The server refuses frames over 1 MiB; bigger values go over REST PUT.
@@ -33,7 +34,7 @@ export const sending = {
   },
 
   _snapshotEntry(entry, via) {
-    const value = this.storage.getItem(entry.key);
+    const value = this._read(entry.key);
     const sent = {
       key: entry.key,
       requestId: entry.requestId,
@@ -55,7 +56,7 @@ export const sending = {
       const batch = [];
       let bytes = 0;
       for (const entry of ready) {
-        const size = (this.storage.getItem(entry.key) ?? '').length * 2 + 200;
+        const size = (this._read(entry.key) ?? '').length * 2 + 200;
         if (batch.length && (batch.length >= MAX_BATCH_KEYS || bytes + size > MAX_BATCH_BYTES)) break;
         batch.push(this._snapshotEntry(entry, 'rest'));
         bytes += size;
@@ -151,13 +152,17 @@ export const sending = {
       return;
     }
     for (const entry of this._sendable()) {
-      const value = this.storage.getItem(entry.key);
-      const frame = { type: value === null ? 'delete' : 'put', key: entry.key };
-      if (value !== null) frame.value = value;
-      if (entry.baseVersion !== undefined) frame.baseVersion = entry.baseVersion;
-      frame.updatedAt = entry.updatedAt;
-      frame.requestId = entry.requestId;
-      const text = JSON.stringify(frame);
+      const value = this._read(entry.key);
+      // The records it changed when that is smaller than the whole value.
+      let text = this._patchFrame(entry, value);
+      if (text === null || text.length >= value.length) {
+        const frame = { type: value === null ? 'delete' : 'put', key: entry.key };
+        if (value !== null) frame.value = value;
+        if (entry.baseVersion !== undefined) frame.baseVersion = entry.baseVersion;
+        frame.updatedAt = entry.updatedAt;
+        frame.requestId = entry.requestId;
+        text = JSON.stringify(frame);
+      }
       if (utf8Length(text, MAX_FRAME_BYTES) > MAX_FRAME_BYTES) {
         this._serial(() => this._restPut(entry)).catch((err) => this._transportFailure(err));
         continue;
@@ -167,6 +172,25 @@ export const sending = {
     }
     this._queue.save();
     this._updateStatus();
+  },
+
+  /**
+   * The queued edit as a `patch` frame (the records changed since the
+   * value at its baseVersion, which the queue keeps as `base`), or null
+   * when it cannot be one: the server did not say `patches`, refused a
+   * patch for this key (`not_records`), the base is unknown, or either
+   * value is not a record list. Every edit since the base is in it, so
+   * ten edits of one record while offline send that record once.
+   */
+  _patchFrame(entry, value) {
+    if (!this._patchesLive || entry.noPatch || value === null) return null;
+    if (entry.baseVersion === undefined || !('base' in entry) || entry.base === null || entry.base === undefined) return null;
+    const base = splitRecords(entry.base);
+    const next = base && splitRecords(value);
+    if (!next) return null;
+    const p = diffRecords(base, next);
+    const head = JSON.stringify({ type: 'patch', key: entry.key, requestId: entry.requestId, baseVersion: entry.baseVersion, updatedAt: entry.updatedAt });
+    return `${head.slice(0, -1)},${patchFieldsJson(p)}}`;
   },
 
   _flushSoon() {

@@ -1,15 +1,17 @@
-// The localStorage hook: the app keeps calling setItem/removeItem/clear, and
-// the manager hears of every call before it returns. The returned `raw`
-// methods write without being heard (remote changes, the sync's own keys).
+// The localStorage hook: the app keeps calling getItem/setItem/removeItem/clear,
+// and the manager hears of every call before it returns (a read tells it
+// which value the app has seen). The returned `raw` methods read and write
+// without being heard (remote changes, the sync's own keys, its own reads).
 //
 // Storage objects of the browser turn any own property into a stored item
 // (even through defineProperty), so for them the prototype is patched once
 // and dispatches on `this`; plain objects (tests, custom stores) get own
 // properties instead.
 //
-// The handler is {set(key, value), remove(key), clear()}.
+// The handler is {get(key), set(key, value), remove(key), clear()}; get only
+// listens (the value comes from storage).
 
-const METHODS = ['setItem', 'removeItem', 'clear'];
+const METHODS = ['getItem', 'setItem', 'removeItem', 'clear'];
 const protoHooks = new Map(); // storage object -> handler
 let protoOriginals = null;
 
@@ -20,8 +22,12 @@ export function installHook(storage, handler) {
   if (StorageClass && storage instanceof StorageClass) {
     const proto = StorageClass.prototype;
     if (!protoOriginals) {
-      const { setItem, removeItem, clear } = proto;
-      protoOriginals = { setItem, removeItem, clear };
+      const { getItem, setItem, removeItem, clear } = proto;
+      protoOriginals = { getItem, setItem, removeItem, clear };
+      proto.getItem = function (key) {
+        protoHooks.get(this)?.get(key);
+        return getItem.call(this, key);
+      };
       proto.setItem = function (key, value) {
         const h = protoHooks.get(this);
         return h ? h.set(key, value) : setItem.call(this, key, value);
@@ -37,8 +43,9 @@ export function installHook(storage, handler) {
     }
     if (protoHooks.has(storage)) throw new Error(ALREADY);
     protoHooks.set(storage, handler);
-    const { setItem, removeItem, clear } = protoOriginals;
+    const { getItem, setItem, removeItem, clear } = protoOriginals;
     return {
+      getItem: (k) => getItem.call(storage, k),
       setItem: (k, v) => setItem.call(storage, k, v),
       removeItem: (k) => removeItem.call(storage, k),
       clear: () => clear.call(storage),
@@ -48,12 +55,17 @@ export function installHook(storage, handler) {
   if (storage.__syncManager) throw new Error(ALREADY);
   const own = Object.fromEntries(METHODS.map((m) => [m, Object.getOwnPropertyDescriptor(storage, m)]));
   const raw = {
+    getItem: storage.getItem.bind(storage),
     setItem: storage.setItem.bind(storage),
     removeItem: storage.removeItem.bind(storage),
     clear: typeof storage.clear === 'function' ? storage.clear.bind(storage) : null,
   };
   const hide = (name, value) =>
     Object.defineProperty(storage, name, { value, configurable: true, writable: true, enumerable: false });
+  hide('getItem', (k) => {
+    handler.get(k);
+    return raw.getItem(k);
+  });
   hide('setItem', (k, v) => handler.set(k, v));
   hide('removeItem', (k) => handler.remove(k));
   if (raw.clear) hide('clear', () => handler.clear());

@@ -7,6 +7,18 @@
 // `WebSocket` class.
 
 import { SyncManager, mergeById } from '../../../client-demo/sync-manager.js';
+import { applyPatch, diffRecords, joinRecords, patchFromWire, splitRecords } from '../../../client-demo/lib/records.js';
+
+/** A record patch as the server sends it (upserts as objects), or null when either value is not a record list. */
+function wirePatch(before, after) {
+  const b = typeof before === 'string' ? splitRecords(before) : null;
+  const a = typeof after === 'string' ? splitRecords(after) : null;
+  if (!a || !b) return null;
+  const p = diffRecords(b, a);
+  const out = { upserts: p.upserts.map((u) => JSON.parse(u.text)), removed: p.removed };
+  if (p.after.length) out.after = p.after;
+  return out;
+}
 
 /**
  * Anything with getItem/setItem/removeItem/key/length works as storage.
@@ -147,8 +159,10 @@ let seq = 0;
 const id = (p) => `${p}${++seq}`;
 
 export class FakeServer {
-  constructor({ now = Date.now } = {}) {
+  constructor({ now = Date.now, patches = process.env.FAKE_PATCHES === '1' } = {}) {
     this.now = now;
+    this.patches = patches; // speaks record patches (issue 13) with sockets that say so in hello
+    this.notRecords = new Set(); // keys whose patch frames are refused with not_records
     this.users = new Map(); // email -> {password, userId}
     this.tokens = new Map(); // token -> {userId, deviceId, revoked}
     this.data = new Map(); // userId -> {cursor, keys: Map, requests: Map, history: []}
@@ -290,7 +304,7 @@ export class FakeServer {
           const row = { deleted: false, value: merged, updatedAt: Math.max(incoming.updatedAt, stored.updatedAt), version, deviceId: dev.deviceId };
           u.keys.set(w.key, row);
           u.history.push({ key: w.key, ...row });
-          changes.push({ key: w.key, value: merged, version, deleted: false, updatedAt: row.updatedAt, deviceId: dev.deviceId });
+          changes.push({ key: w.key, value: merged, version, deleted: false, updatedAt: row.updatedAt, deviceId: dev.deviceId, prev: stored });
           results.push({ key: w.key, version, applied: true, conflict: mergedConflict(version) });
           continue;
         }
@@ -311,7 +325,7 @@ export class FakeServer {
       const row = { ...incoming, version, deviceId: dev.deviceId };
       u.keys.set(w.key, row);
       u.history.push({ key: w.key, ...row });
-      changes.push({ key: w.key, value: row.deleted ? null : row.value, version, deleted: row.deleted, updatedAt: row.updatedAt, deviceId: dev.deviceId });
+      changes.push({ key: w.key, value: row.deleted ? null : row.value, version, deleted: row.deleted, updatedAt: row.updatedAt, deviceId: dev.deviceId, prev: stored });
       results.push({ key: w.key, version, applied: true, conflict: conflict ? conflictWith('incoming', version) : null });
     }
     const answer = { results, cursor: u.cursor, changes };
@@ -335,9 +349,22 @@ export class FakeServer {
   #broadcast(userId, changes, except) {
     for (const s of this.sockets) {
       if (s !== except && s.device.userId === userId && s.readyState === 1 && !this.muted.has(s.device.deviceId)) {
-        for (const c of changes) s._deliver({ type: 'change', ...c });
+        for (const { prev, ...c } of changes) {
+          const patch = s.patches && prev && !prev.deleted && !c.deleted ? wirePatch(prev.value, c.value) : null;
+          if (patch) {
+            const { value: _, ...rest } = c;
+            s._deliver({ type: 'change', ...rest, baseVersion: prev.version, patch });
+          } else s._deliver({ type: 'change', ...c });
+        }
       }
     }
+  }
+
+  /** The accepted value of `key` at `version` (null: absent or deleted then), from the history. */
+  #valueAt(u, key, version) {
+    let row = null;
+    for (const h of u.history) if (!h.loser && h.key === key && h.version <= version && (!row || h.version > row.version)) row = h;
+    return row && !row.deleted ? row.value : null;
   }
 
   #changesSince(userId, since) {
@@ -530,15 +557,36 @@ export class FakeServer {
   }
 
   _frame(socket, text) {
-    const frame = JSON.parse(text);
-    this.log.push({ frame });
+    let frame = JSON.parse(text);
+    this.log.push({ frame, bytes: Buffer.byteLength(text) });
     if (this.silent) return;
     const dev = socket.device;
     if (frame.type === 'ping') return socket._deliver({ type: 'pong' });
     if (frame.type === 'hello') {
-      const { cursor, rows } = this.#changesSince(dev.userId, frame.since > this.#user(dev.userId).cursor ? 0 : frame.since);
-      const changes = rows.map(([key, r]) => ({ key, value: r.deleted ? null : r.value, version: r.version, deleted: r.deleted, updatedAt: r.updatedAt, deviceId: r.deviceId }));
-      return socket._deliver({ type: 'changes', changes, cursor });
+      socket.patches = this.patches && frame.patches === true;
+      const u = this.#user(dev.userId);
+      const since = frame.since > u.cursor ? 0 : frame.since;
+      const { cursor, rows } = this.#changesSince(dev.userId, since);
+      const changes = rows.map(([key, r]) => {
+        const whole = { key, value: r.deleted ? null : r.value, version: r.version, deleted: r.deleted, updatedAt: r.updatedAt, deviceId: r.deviceId };
+        // A patch against the key as the client holds it (everything up to `since`).
+        const patch = socket.patches && since > 0 && !r.deleted ? wirePatch(this.#valueAt(u, key, since), r.value) : null;
+        if (!patch) return whole;
+        const { value: _, ...rest } = whole;
+        return { ...rest, baseVersion: since, patch };
+      });
+      return socket._deliver({ type: 'changes', changes, cursor, ...(socket.patches && { patches: true }) });
+    }
+    if (frame.type === 'patch') {
+      if (!socket.patches) return socket._deliver({ type: 'error', requestId: frame.requestId, code: 'invalid_request', message: 'unknown frame type' });
+      const u = this.#user(dev.userId);
+      const base = this.notRecords.has(frame.key) ? null : splitRecords(this.#valueAt(u, frame.key, frame.baseVersion));
+      const p = patchFromWire(frame);
+      const applied = base && p ? applyPatch(base, p) : null;
+      if (!applied) {
+        return socket._deliver({ type: 'error', requestId: frame.requestId, code: 'not_records', message: `${frame.key} does not hold a record list: send the whole value` });
+      }
+      frame = { type: 'put', key: frame.key, value: joinRecords(applied), baseVersion: frame.baseVersion, updatedAt: frame.updatedAt, requestId: frame.requestId };
     }
     if ((frame.type === 'put' || frame.type === 'delete') && this.rateLimitWrites > 0) {
       this.rateLimitWrites--;
@@ -587,7 +635,9 @@ class FakeSocket {
     setTimeout(() => this.onclose?.({ code }), 1);
   }
   _deliver(msg) {
-    setTimeout(() => this.readyState === 1 && this.onmessage?.({ data: JSON.stringify(msg) }), 1);
+    const data = JSON.stringify(msg);
+    this.received = (this.received ?? 0) + Buffer.byteLength(data);
+    setTimeout(() => this.readyState === 1 && this.onmessage?.({ data }), 1);
   }
   _serverClose(code) {
     if (this.readyState >= 2) return;

@@ -24,7 +24,7 @@ async function put(d, key, value) {
   return JSON.parse(d.storage.getItem('sync-state')).versions[key];
 }
 const settled = (...ds) => ds.every((d) => d.sm.status === 'synced' && d.sm.pendingCount === 0);
-const writesOf = (server) => server.log.filter((l) => l.frame && ['put', 'delete'].includes(l.frame.type)).map((l) => l.frame);
+const writesOf = (server) => server.log.filter((l) => l.frame && ['put', 'delete', 'patch'].includes(l.frame.type)).map((l) => l.frame);
 
 test('history lists retained versions newest first; historyVersion reads one', async () => {
   const server = new FakeServer();
@@ -182,7 +182,7 @@ test('a write the server merged three-way: the writer fetches and adopts the mer
   await waitFor(() => a.sm.conflicts.length === 1 && settled(a), { what: 'a adopts the merge' });
 
   const merged = j([{ id: 'p1', title: 'Score (A)', updatedAt: 3 }, { id: 'p2', title: 'Mix (B)', updatedAt: 2 }]);
-  const ack = server.log.find((l) => l.frame?.type === 'put' && l.frame.baseVersion === v1 && l.frame.key === 'kanban-projects');
+  const ack = server.log.find((l) => ['put', 'patch'].includes(l.frame?.type) && l.frame.baseVersion === v1 && l.frame.key === 'kanban-projects');
   assert.ok(ack, 'a wrote on the old base');
   assert.equal(server.value(uid, 'kanban-projects'), merged);
   assert.equal(a.storage.getItem('kanban-projects'), merged, 'neither side sent this value: a fetched it');
