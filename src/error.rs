@@ -46,7 +46,7 @@ pub enum SyncError {
     /// A record operation (a patch, a record restore) on a key that does
     /// not hold a record list (an array of objects with unique ids, as
     /// `JSON.stringify` writes it).
-    #[error("key {key:?} does not hold a record list")]
+    #[error("key {key:?} does not hold a record list at that version: send the whole value")]
     NotRecords { key: String },
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },

@@ -194,6 +194,7 @@ mod tests {
             value: Some("x".repeat(len)),
             base_version: None,
             updated_at: None,
+            patch: None,
         }
     }
 

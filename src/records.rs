@@ -79,23 +79,26 @@ pub fn join<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
     out
 }
 
-/// What turns one list of records into another: the records added or
-/// changed (verbatim), the ids removed, and the new order when it is not
-/// what applying the rest to the old order gives.
+/// What turns one list of records into another, as the wire carries it
+/// (asyncapi.yaml `RecordPatch`): the records added or changed (verbatim),
+/// the ids removed, and `[id, predecessor]` for each record that is new or
+/// moved, in final order (`None`: first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Patch {
     pub upserts: Vec<(String, String)>,
     pub removed: Vec<String>,
-    pub order: Option<Vec<String>>,
+    pub after: Vec<(String, Option<String>)>,
 }
 
 impl Patch {
     pub fn is_empty(&self) -> bool {
-        self.upserts.is_empty() && self.removed.is_empty() && self.order.is_none()
+        self.upserts.is_empty() && self.removed.is_empty() && self.after.is_empty()
     }
 }
 
-/// The patch from `old` to `new`.
+/// The patch from `old` to `new`: only what changed, and `after` only for
+/// the records outside a longest run of `new` kept in `old`'s order (none
+/// for an edit in place; one for an append, an insert or a move).
 pub fn diff(old: &[Record<'_>], new: &[Record<'_>]) -> Patch {
     let before: HashMap<&str, &str> = old.iter().map(|r| (r.id.as_str(), r.text)).collect();
     let after: HashSet<&str> = new.iter().map(|r| r.id.as_str()).collect();
@@ -104,59 +107,123 @@ pub fn diff(old: &[Record<'_>], new: &[Record<'_>]) -> Patch {
         .filter(|r| before.get(r.id.as_str()) != Some(&r.text))
         .map(|r| (r.id.clone(), r.text.to_owned()))
         .collect();
-    let removed: Vec<String> = old
+    let removed = old
         .iter()
         .filter(|r| !after.contains(r.id.as_str()))
         .map(|r| r.id.clone())
         .collect();
-    let mut patch = Patch {
+    let old_ids: Vec<&str> = old.iter().map(|r| r.id.as_str()).collect();
+    let new_ids: Vec<&str> = new.iter().map(|r| r.id.as_str()).collect();
+    Patch {
         upserts,
         removed,
-        order: None,
-    };
-    let implied = implied_order(old.iter().map(|r| r.id.as_str()), &patch);
-    let wanted: Vec<&str> = new.iter().map(|r| r.id.as_str()).collect();
-    if implied != wanted {
-        patch.order = Some(wanted.iter().map(|s| (*s).to_owned()).collect());
+        after: after_pairs(&old_ids, &new_ids),
     }
-    patch
 }
 
-/// The order `patch` gives without an explicit `order`: the old order less
-/// what was removed, new ids appended in the order they are upserted.
-fn implied_order<'a>(old: impl Iterator<Item = &'a str>, patch: &'a Patch) -> Vec<&'a str> {
+/// `[id, predecessor]` for every id of `new` that is not in `old` or lies
+/// outside a longest subsequence of `new` in `old`'s order, in `new`'s order.
+pub fn after_pairs<S: AsRef<str>>(old: &[S], new: &[S]) -> Vec<(String, Option<String>)> {
+    let at: HashMap<&str, usize> = old
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_ref(), i))
+        .collect();
+    // Longest increasing subsequence of old positions (patience sorting).
+    let positions: Vec<Option<usize>> = new.iter().map(|id| at.get(id.as_ref()).copied()).collect();
+    let mut tails: Vec<usize> = Vec::new(); // index into `new` of each run's tail
+    let mut back: Vec<Option<usize>> = vec![None; new.len()];
+    for (i, p) in positions.iter().enumerate() {
+        let Some(p) = *p else { continue };
+        let k = tails.partition_point(|&t| positions[t].unwrap_or(0) < p);
+        back[i] = k.checked_sub(1).map(|k| tails[k]);
+        if k == tails.len() {
+            tails.push(i);
+        } else {
+            tails[k] = i;
+        }
+    }
+    let mut kept = vec![false; new.len()];
+    let mut at_tail = tails.last().copied();
+    while let Some(i) = at_tail {
+        kept[i] = true;
+        at_tail = back[i];
+    }
+    (0..new.len())
+        .filter(|&i| !kept[i])
+        .map(|i| {
+            let prev = i.checked_sub(1).map(|p| new[p].as_ref().to_owned());
+            (new[i].as_ref().to_owned(), prev)
+        })
+        .collect()
+}
+
+/// `old` with `patch` applied, as `(id, text)` in order; `None` when the
+/// patch does not fit (an `after` naming an id that is not in the list, an
+/// id twice). Applying: drop the removed ids, replace upserted texts in
+/// place, move or insert each `after` id right after its predecessor (in
+/// order; `None`: to the front), then append the remaining new ids in
+/// upsert order.
+pub fn apply_patch<'a>(
+    old: &[(&'a str, &'a str)],
+    patch: &'a Patch,
+) -> Option<Vec<(&'a str, &'a str)>> {
     let removed: HashSet<&str> = patch.removed.iter().map(String::as_str).collect();
-    let mut order: Vec<&str> = old.filter(|id| !removed.contains(id)).collect();
-    let known: HashSet<&str> = order.iter().copied().collect();
-    for (id, _) in &patch.upserts {
-        if !known.contains(id.as_str()) {
+    let mut texts: HashMap<&str, &str> = old
+        .iter()
+        .filter(|(id, _)| !removed.contains(id))
+        .copied()
+        .collect();
+    let mut order: Vec<&str> = old
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !removed.contains(id))
+        .collect();
+    let mut upserted = HashSet::with_capacity(patch.upserts.len());
+    let mut added: Vec<&str> = Vec::new();
+    for (id, text) in &patch.upserts {
+        if !upserted.insert(id.as_str()) {
+            return None;
+        }
+        if texts.insert(id, text).is_none() {
+            added.push(id);
+        }
+    }
+    let mut placed: HashSet<&str> = order.iter().copied().collect();
+    for (id, prev) in &patch.after {
+        if !texts.contains_key(id.as_str()) {
+            return None;
+        }
+        if placed.contains(id.as_str()) {
+            let i = order.iter().position(|x| *x == id)?;
+            order.remove(i);
+        }
+        let at = match prev {
+            None => 0,
+            Some(p) if p == id => return None,
+            Some(p) => order.iter().position(|x| *x == p)? + 1,
+        };
+        order.insert(at, id);
+        placed.insert(id);
+    }
+    for id in added {
+        if !placed.contains(id) {
             order.push(id);
+            placed.insert(id);
         }
     }
     order
+        .into_iter()
+        .map(|id| texts.get(id).map(|t| (id, *t)))
+        .collect()
 }
 
-/// `old` with `patch` applied, as the value's text; `None` when the patch
-/// does not fit (an order naming ids that would not exist, or leaving some
-/// out).
+/// `old` with `patch` applied, as the value's text.
 pub fn apply(old: &[Record<'_>], patch: &Patch) -> Option<String> {
-    let mut texts: HashMap<&str, &str> = old.iter().map(|r| (r.id.as_str(), r.text)).collect();
-    for id in &patch.removed {
-        texts.remove(id.as_str());
-    }
-    for (id, text) in &patch.upserts {
-        texts.insert(id, text);
-    }
-    let order: Vec<&str> = match &patch.order {
-        Some(o) => o.iter().map(String::as_str).collect(),
-        None => implied_order(old.iter().map(|r| r.id.as_str()), patch),
-    };
-    let distinct: HashSet<&str> = order.iter().copied().collect();
-    if order.len() != texts.len() || distinct.len() != order.len() {
-        return None;
-    }
-    let ordered: Option<Vec<&str>> = order.iter().map(|id| texts.get(id).copied()).collect();
-    Some(join(ordered?))
+    let pairs: Vec<(&str, &str)> = old.iter().map(|r| (r.id.as_str(), r.text)).collect();
+    Some(join(
+        apply_patch(&pairs, patch)?.into_iter().map(|(_, t)| t),
+    ))
 }
 
 /// `list` with record `id` set to `text` (in its place, or appended when
@@ -174,6 +241,14 @@ pub fn put_record(list: &[Record<'_>], id: &str, text: Option<&str>) -> Option<S
         (None, None) => return None,
     }
     Some(join(texts))
+}
+
+/// The id of one element's text (an object with a string or number `id`).
+pub fn id_of(text: &str) -> Option<String> {
+    match serde_json::from_str::<WithId>(text).ok()?.id {
+        IdRepr::Str(s) => Some(s),
+        IdRepr::Num(n) => Some(n.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -231,28 +306,52 @@ mod tests {
             ]
         );
         assert_eq!(p.removed, ["2"]);
-        assert_eq!(p.order, None, "the order follows from the rest");
+        assert_eq!(p.after, [("4".to_string(), Some("3".to_string()))]);
         assert_eq!(apply(&o, &p).as_deref(), Some(new));
         let moved = r#"[{"id":3,"t":"c"},{"id":1,"t":"a"},{"id":2,"t":"b"}]"#;
         let p = diff(&o, &split(moved).unwrap());
         assert!(p.upserts.is_empty() && p.removed.is_empty());
-        assert_eq!(p.order, Some(vec!["3".into(), "1".into(), "2".into()]));
+        assert_eq!(p.after, [("3".to_string(), None)], "one move");
+        assert_eq!(apply(&o, &p).as_deref(), Some(moved));
+        // An edit in place carries no order at all.
+        let edited = r#"[{"id":1,"t":"a"},{"id":2,"t":"B"},{"id":3,"t":"c"}]"#;
+        let p = diff(&o, &split(edited).unwrap());
+        assert_eq!((p.upserts.len(), p.after.len()), (1, 0));
         assert!(diff(&o, &o).is_empty());
     }
 
     #[test]
     fn a_patch_that_does_not_fit_is_refused() {
         let o = split(r#"[{"id":1},{"id":2}]"#).unwrap();
-        let bad = Patch {
-            order: Some(vec!["1".into()]),
-            ..Patch::default()
-        };
-        assert_eq!(apply(&o, &bad), None);
         let unknown = Patch {
-            order: Some(vec!["1".into(), "9".into()]),
+            after: vec![("9".into(), None)],
             ..Patch::default()
         };
         assert_eq!(apply(&o, &unknown), None);
+        let unknown_prev = Patch {
+            after: vec![("1".into(), Some("9".into()))],
+            ..Patch::default()
+        };
+        assert_eq!(apply(&o, &unknown_prev), None);
+        let twice = Patch {
+            upserts: vec![
+                ("3".into(), r#"{"id":3}"#.into()),
+                ("3".into(), r#"{"id":3}"#.into()),
+            ],
+            ..Patch::default()
+        };
+        assert_eq!(apply(&o, &twice), None);
+        let itself = Patch {
+            after: vec![("1".into(), Some("1".into()))],
+            ..Patch::default()
+        };
+        assert_eq!(apply(&o, &itself), None);
+        // Removing an id the list lacks is nothing to do.
+        let gone = Patch {
+            removed: vec!["9".into()],
+            ..Patch::default()
+        };
+        assert_eq!(apply(&o, &gone).as_deref(), Some(r#"[{"id":1},{"id":2}]"#));
     }
 
     /// What `JSON.stringify` makes of an array of small objects with ids.
@@ -362,11 +461,10 @@ impl RecordSet {
         let mut order = Vec::with_capacity(recs.len());
         let mut seen: HashSet<Rc<str>> = HashSet::with_capacity(recs.len());
         let mut at: Option<Rc<str>> = None;
-        loop {
-            let Some(ids) = next.get(&at) else { break };
-            let Some(id) = ids.iter().find(|id| !seen.contains(*id)).cloned() else {
-                break;
-            };
+        while let Some(id) = next
+            .get(&at)
+            .and_then(|ids| ids.iter().find(|id| !seen.contains(*id)).cloned())
+        {
             seen.insert(id.clone());
             order.push(id.clone());
             at = Some(id);

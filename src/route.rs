@@ -23,6 +23,8 @@ pub enum Route {
     },
     /// `POST /api/sync`
     Batch,
+    /// `GET /api/sync/:key`: one key's current value and version.
+    Get(Key),
     Put(Key),
     Delete(Key),
     /// `GET /api/sync/:key/history[?before=V&limit=N]`: newest first.
@@ -106,6 +108,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
         ["api", "sync", raw_key] => {
             let key = decode_key(raw_key)?;
             match method.as_str() {
+                "GET" => Ok(Route::Get(key)),
                 "PUT" => Ok(Route::Put(key)),
                 "DELETE" => Ok(Route::Delete(key)),
                 _ => Err(SyncError::MethodNotAllowed),
@@ -344,7 +347,10 @@ mod tests {
     #[test]
     fn allow_lists_the_methods_a_path_answers() {
         assert_eq!(allowed_methods("/api/sync"), ["GET", "POST", "OPTIONS"]);
-        assert_eq!(allowed_methods("/api/sync/k"), ["PUT", "DELETE", "OPTIONS"]);
+        assert_eq!(
+            allowed_methods("/api/sync/k"),
+            ["GET", "PUT", "DELETE", "OPTIONS"]
+        );
         assert_eq!(allowed_methods("/api/devices/d"), ["DELETE", "OPTIONS"]);
         assert_eq!(allowed_methods("/api/sync/k/history/3"), ["GET", "OPTIONS"]);
     }

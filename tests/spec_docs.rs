@@ -16,8 +16,8 @@ use alternassist_sync::error::{Quota, SyncError};
 use alternassist_sync::protocol::{
     AuthRequest, AuthResponse, BatchRequest, BatchResponse, Change, ClientMessage, Conflict,
     DeviceInfo, DevicesResponse, ExportDocument, HistoryEntry, HistoryResponse,
-    HistoryValueResponse, OkResponse, PresenceDevice, PutRequest, RestoreRequest, ServerMessage,
-    SnapshotResponse, WriteOptions, WriteResponse,
+    HistoryValueResponse, OkResponse, PresenceDevice, PutRequest, RecordHistoryResponse,
+    RestoreRequest, ServerMessage, SnapshotResponse, WriteOptions, WriteResponse,
 };
 use alternassist_sync::route::{route, Route};
 use serde::de::DeserializeOwned;
@@ -147,7 +147,16 @@ impl Docs {
             "integer" | "number" => json!(s["minimum"].as_u64().unwrap_or(0).max(1)),
             "boolean" => json!(true),
             "null" => Value::Null,
-            "array" => json!([self.sample(&with_base(base, &s["items"]))]),
+            "array" => match s["prefixItems"].as_array() {
+                // A tuple: one sample per position.
+                Some(items) => Value::Array(
+                    items
+                        .iter()
+                        .map(|i| self.sample(&with_base(base, i)))
+                        .collect(),
+                ),
+                None => json!([self.sample(&with_base(base, &s["items"]))]),
+            },
             "object" => {
                 let (props, _) = self.object(base, s);
                 let mut out: Map<String, Value> = props
@@ -262,6 +271,18 @@ fn check_response<T: Serialize + DeserializeOwned>(
     schema: &Value,
     nullable_ok: &[&str],
 ) {
+    check_response_with_optional::<T>(what, schema, nullable_ok, &[]);
+}
+
+/// `check_response` where the fields `optional` may be left out: they are
+/// documented, not required, and the server sends them only when they say
+/// something.
+fn check_response_with_optional<T: Serialize + DeserializeOwned>(
+    what: &str,
+    schema: &Value,
+    nullable_ok: &[&str],
+    optional: &[&str],
+) {
     let d = docs();
     let (props, required) = d.object(&d.asyncapi, schema);
     let sample = d.sample(schema);
@@ -270,12 +291,25 @@ fn check_response<T: Serialize + DeserializeOwned>(
     let back = serde_json::to_value(&typed).unwrap();
     let sent: BTreeSet<String> = back.as_object().unwrap().keys().cloned().collect();
     let documented: BTreeSet<String> = props.keys().cloned().collect();
-    assert_eq!(sent, documented, "{what}: fields sent vs documented");
+    let optional: BTreeSet<String> = optional.iter().map(|s| s.to_string()).collect();
+    assert!(
+        sent.is_subset(&documented),
+        "{what}: fields sent {sent:?} vs documented {documented:?}"
+    );
+    assert!(
+        documented.difference(&sent).all(|f| optional.contains(f)),
+        "{what}: fields sent {sent:?} vs documented {documented:?}"
+    );
     assert_eq!(
-        required, documented,
+        required,
+        documented
+            .difference(&optional)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
         "{what}: the server always sends every field, so all are required"
     );
-    for name in &documented {
+    // (An optional field that is null is the same as one left out.)
+    for name in documented.difference(&optional) {
         let mut null = sample.clone();
         null[name] = Value::Null;
         let rust_nullable = serde_json::from_value::<T>(null).is_ok();
@@ -332,6 +366,9 @@ fn route_template(r: &Route) -> (&'static str, &'static str) {
         Route::History { .. } => ("GET", "/api/sync/{key}/history"),
         Route::HistoryVersion { .. } => ("GET", "/api/sync/{key}/history/{version}"),
         Route::Restore(_) => ("POST", "/api/sync/{key}/restore"),
+        Route::RecordHistory { .. } => ("GET", "/api/sync/{key}/records/{id}/history"),
+        Route::RecordRestore { .. } => ("POST", "/api/sync/{key}/records/{id}/restore"),
+        Route::Get(_) => ("GET", "/api/sync/{key}"),
         Route::Export => ("GET", "/api/export"),
         Route::Import => ("POST", "/api/import"),
         Route::Devices => ("GET", "/api/devices"),
@@ -341,7 +378,7 @@ fn route_template(r: &Route) -> (&'static str, &'static str) {
     }
 }
 /// How many arms `route_template` has.
-const ROUTES: usize = 19;
+const ROUTES: usize = 22;
 
 #[test]
 fn every_spec_operation_routes_and_every_route_is_in_the_spec() {
@@ -678,7 +715,22 @@ fn rest_bodies_match_the_rust_types() {
         &response_schema("/api/devices/{id}", "delete", "200"),
         &[],
     );
-    check_response::<Conflict>("conflict", &schema("Conflict"), &[]);
+    check_response_with_optional::<Conflict>("conflict", &schema("Conflict"), &[], &["records"]);
+    check_response::<HistoryValueResponse>(
+        "get one key",
+        &response_schema("/api/sync/{key}", "get", "200"),
+        &[],
+    );
+    check_response::<RecordHistoryResponse>(
+        "record history",
+        &response_schema("/api/sync/{key}/records/{id}/history", "get", "200"),
+        &[],
+    );
+    check_response::<WriteResponse>(
+        "record restore",
+        &response_schema("/api/sync/{key}/records/{id}/restore", "post", "200"),
+        &[],
+    );
 
     // The error body is serialise-only: compare its fields directly.
     let e = serde_json::to_value(SyncError::NotFound.body()).unwrap();
@@ -751,6 +803,8 @@ fn client_type(m: &ClientMessage) -> &'static str {
         ClientMessage::Ping => "ping",
     }
 }
+/// Frames parsed as a `ClientMessage`; `patch` is parsed on its own
+/// (`parse_frame`), checked below.
 const CLIENT_TYPES: [&str; 4] = ["hello", "put", "delete", "ping"];
 
 fn server_type(m: &ServerMessage) -> &'static str {
@@ -772,11 +826,37 @@ fn client_frames_match_client_message() {
     let names: BTreeSet<&str> = documented.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        CLIENT_TYPES.into_iter().collect(),
+        CLIENT_TYPES.into_iter().chain(["patch"]).collect(),
         "client frame types"
     );
     for (ty, payload) in &documented {
         let sample = d.sample(payload);
+        if ty == "patch" {
+            let parsed = alternassist_sync::protocol::parse_frame(&sample.to_string());
+            assert!(
+                parsed.is_ok(),
+                "patch: the document's sample {sample} is refused: {parsed:?}"
+            );
+            let (props, required) = d.object(&d.asyncapi, payload);
+            let fields: BTreeSet<String> = props.keys().cloned().collect();
+            assert_eq!(
+                fields,
+                alternassist_sync::protocol::PATCH_FRAME_FIELDS
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect(),
+                "patch: fields"
+            );
+            for f in &required {
+                let mut without = sample.clone();
+                without.as_object_mut().unwrap().remove(f);
+                assert!(
+                    alternassist_sync::protocol::parse_frame(&without.to_string()).is_err(),
+                    "patch: {f} is documented as required, the server takes a frame without it"
+                );
+            }
+            continue;
+        }
         let msg: ClientMessage = serde_json::from_value(sample.clone())
             .unwrap_or_else(|e| panic!("{ty}: the document's sample {sample} does not parse: {e}"));
         assert_eq!(client_type(&msg), ty);
@@ -803,12 +883,71 @@ fn server_frames_match_server_message() {
         "server frame types"
     );
     for (ty, payload) in &documented {
-        check_response::<ServerMessage>(ty, payload, &[]);
+        // A change is sent whole, or with a patch instead of the value.
+        let optional: &[&str] = if ty == "change" {
+            &["value", "baseVersion", "patch"]
+        } else {
+            &["patches"]
+        };
+        check_response_with_optional::<ServerMessage>(ty, payload, &[], optional);
         let msg: ServerMessage = serde_json::from_value(d.sample(payload)).unwrap();
         assert_eq!(server_type(&msg), ty);
     }
     let schemas = &d.asyncapi["components"]["schemas"];
-    check_response::<Change>("Change", &with_base(&d.asyncapi, &schemas["Change"]), &[]);
+    // A change is sent whole (with `value`) or, to a socket that takes
+    // patches, with `baseVersion` and `patch` instead.
+    check_response_with_optional::<Change>(
+        "Change",
+        &with_base(&d.asyncapi, &schemas["Change"]),
+        &[],
+        &["value", "baseVersion", "patch"],
+    );
+    let patched = Change {
+        key: "k".into(),
+        value: None,
+        version: 2,
+        deleted: false,
+        updated_at: 1,
+        device_id: "d".into(),
+        patch: Some(std::rc::Rc::new((
+            1,
+            alternassist_sync::records::Patch {
+                upserts: vec![("1".into(), r#"{"id":1}"#.into())],
+                removed: vec!["2".into()],
+                after: vec![("1".into(), None)],
+            },
+        ))),
+    };
+    let frame: Value = serde_json::from_str(&patched.patch_json()).unwrap();
+    let (props, required) = d.object(&d.asyncapi, &with_base(&d.asyncapi, &schemas["Change"]));
+    let sent: BTreeSet<String> = frame
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "type")
+        .cloned()
+        .collect();
+    let doc_fields: BTreeSet<String> = props.keys().cloned().collect();
+    assert!(
+        sent.is_subset(&doc_fields) && required.is_subset(&sent),
+        "patch change {sent:?} vs {doc_fields:?}"
+    );
+    assert!(!sent.contains("value"), "a patch change has no value");
+    let (patch_props, _) = d.object(
+        &d.asyncapi,
+        &with_base(&d.asyncapi, &schemas["RecordPatch"]),
+    );
+    let patch_fields: BTreeSet<String> = frame["patch"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        patch_fields,
+        patch_props.keys().cloned().collect::<BTreeSet<_>>(),
+        "patch fields"
+    );
     let presence = &d.asyncapi["components"]["messages"]["presence"]["payload"]["properties"]
         ["devices"]["items"];
     check_response::<PresenceDevice>("presence device", &with_base(&d.asyncapi, presence), &[]);

@@ -12,7 +12,7 @@ use crate::protocol::{
 };
 use crate::quota::Usage;
 use crate::records::{self, RecordSet};
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
@@ -78,7 +78,13 @@ impl Op {
     pub fn bytes(&self) -> usize {
         self.writes
             .iter()
-            .map(|w| w.value.as_ref().map_or(0, String::len))
+            .map(|w| {
+                let patch = w
+                    .patch
+                    .as_ref()
+                    .map_or(0, |p| p.upserts.iter().map(|(_, t)| t.len()).sum::<usize>());
+                w.value.as_ref().map_or(0, String::len) + patch
+            })
             .sum()
     }
 }
@@ -146,6 +152,9 @@ pub struct RecordVersion {
     pub updated_at: i64,
     pub device_id: String,
     pub value: String,
+    /// What changed since the key's previous version (that version, and
+    /// the patch); `None` when the list started here.
+    pub patch: Option<Rc<(u64, records::Patch)>>,
 }
 
 /// What a write is answered with: typed until it reaches the wire.
@@ -329,6 +338,7 @@ impl Plan {
                     deleted: h.value.is_none(),
                     updated_at: h.updated_at,
                     device_id: h.device_id.clone(),
+                    patch: None,
                 },
             ))
         });
@@ -342,6 +352,7 @@ impl Plan {
                     deleted: false,
                     updated_at: r.updated_at,
                     device_id: r.device_id.clone(),
+                    patch: r.patch.clone(),
                 },
             )
         });
@@ -411,8 +422,23 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
             )));
             continue;
         }
-        let results: Vec<KeyResult> = op
+        // A patch is the list it makes from its base: checked whole first.
+        let writes: Result<Vec<Cow<'_, Write>>, SyncError> = op
             .writes
+            .iter()
+            .map(|w| match &w.patch {
+                None => Ok(Cow::Borrowed(w)),
+                Some(patch) => patched(&p, state, values, w, patch).map(Cow::Owned),
+            })
+            .collect();
+        let writes = match writes {
+            Ok(w) => w,
+            Err(e) => {
+                p.replies.push(Err(e));
+                continue;
+            }
+        };
+        let results: Vec<KeyResult> = writes
             .iter()
             .map(|w| apply_write(&mut p, state, index, w, &op.device_id, now_ms, values))
             .collect();
@@ -425,6 +451,67 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
     }
     p.new_keys = p.keys.len() != state.keys.len();
     p
+}
+
+/// The whole-value write a patch stands for: its base list (the key's
+/// list now, or as it was at the base version, which the hub read) with
+/// the patch applied. Refused with `not_records` when there is no such
+/// list to apply it to (the client then sends the whole value).
+fn patched(
+    p: &Plan,
+    state: &UserState,
+    values: &Values,
+    w: &Write,
+    patch: &records::Patch,
+) -> Result<Write, SyncError> {
+    let key = w.key.as_str();
+    let not_records = || SyncError::NotRecords {
+        key: key.to_owned(),
+    };
+    let base = w.base_version.unwrap_or(0);
+    let meta = p.keys.get(key);
+    let set = p.records.get(key).or_else(|| state.records.get(key));
+    let owned: Vec<(String, String)>;
+    let base_list: Vec<(&str, &str)> = match (meta, set) {
+        (Some(m), Some(set)) if m.records && !m.deleted && base == m.version => set
+            .order
+            .iter()
+            .filter_map(|id| set.recs.get(id).map(|r| (&**id, &*r.text)))
+            .collect(),
+        (Some(m), _) if m.deleted && base == m.version => Vec::new(),
+        (None, _) if base == 0 => Vec::new(),
+        (Some(m), _) if base > 0 && base < m.version => {
+            match values.versions.get(&(key.to_owned(), base)) {
+                Some(None) => Vec::new(),
+                Some(Some(text)) => {
+                    let list = records::split(text).ok_or_else(not_records)?;
+                    owned = list
+                        .into_iter()
+                        .map(|r| (r.id, r.text.to_owned()))
+                        .collect();
+                    owned
+                        .iter()
+                        .map(|(i, t)| (i.as_str(), t.as_str()))
+                        .collect()
+                }
+                None => return Err(not_records()),
+            }
+        }
+        _ => return Err(not_records()),
+    };
+    let list = records::apply_patch(&base_list, patch).ok_or_else(|| {
+        SyncError::InvalidRequest(
+            "the patch does not fit its base: an `after` id or predecessor is not in the list"
+                .into(),
+        )
+    })?;
+    Ok(Write {
+        key: w.key.clone(),
+        value: Some(records::join(list.into_iter().map(|(_, t)| t))),
+        base_version: w.base_version,
+        updated_at: w.updated_at,
+        patch: None,
+    })
 }
 
 /// Chooses the keys whose retention runs with `plan`: each key once per
@@ -704,14 +791,18 @@ pub fn merge_inputs<O: Borrow<Op>>(state: &UserState, ops: &[O]) -> Wanted {
         if list && !state.records.contains_key(w.key.as_str()) {
             sets.insert((w.key.as_str().to_owned(), meta.hist_version()));
         }
-        let (Some(value), Some(base)) = (&w.value, w.base_version) else {
+        let Some(base) = w.base_version else {
             continue;
         };
+        let arrayish = w.patch.is_some()
+            || w.value
+                .as_deref()
+                .is_some_and(|v| v.trim_start().starts_with('['));
         let shared = per_key.get(w.key.as_str()).is_some_and(|n| *n > 1);
         if !meta.deleted
             && base > 0
             && (base < meta.version || (shared && base == meta.version))
-            && value.trim_start().starts_with('[')
+            && arrayish
         {
             needed.insert((w.key.as_str().to_owned(), base));
             if !list {
@@ -770,6 +861,7 @@ mod tests {
             value: Some(value.into()),
             base_version: base,
             updated_at: t,
+            patch: None,
         }
     }
 
@@ -831,6 +923,7 @@ mod tests {
             value: None,
             base_version: Some(1),
             updated_at: None,
+            patch: None,
         };
         let p = plan_(
             &s,
@@ -979,6 +1072,7 @@ mod tests {
                     value: None,
                     base_version: None,
                     updated_at: None,
+                    patch: None,
                 },
             ],
         };
@@ -1243,6 +1337,7 @@ mod tests {
                     value: w.value.map(|v| format!("v{v}")),
                     base_version: w.base,
                     updated_at: Some(w.t),
+                    patch: None,
                 }, None)).collect();
                 let p = plan_(&s, ops, 10);
                 for h in &p.history {

@@ -45,6 +45,9 @@ struct SocketInfo {
     expires_at: i64,
     #[serde(default)]
     checked_at: i64,
+    /// The socket said `patches: true` in its `hello`.
+    #[serde(default)]
+    patches: bool,
 }
 
 struct Inner {
@@ -194,8 +197,32 @@ impl UserHub {
                     name: device_name,
                     expires_at,
                     checked_at: now_ms(),
+                    patches: false,
                 };
                 return self.accept_checked(&db, info).await;
+            }
+            Route::Get(key) => {
+                let current = self
+                    .current_version(&db, &user_id, key.as_str())
+                    .await?
+                    .ok_or_else(|| {
+                        SyncError::Missing(format!("key {:?} does not exist", key.as_str()))
+                    })?;
+                let v = self
+                    .stored_version(&db, &user_id, key.as_str(), current)
+                    .await?;
+                return Ok(http::json(
+                    200,
+                    &HistoryValueResponse {
+                        success: true,
+                        key: key.as_str().to_owned(),
+                        version: current,
+                        deleted: v.value.is_none(),
+                        value: v.value,
+                        updated_at: v.updated_at,
+                        device_id: v.device_id,
+                    },
+                ));
             }
             Route::Put(key) => {
                 let p: PutRequest = parse_json(&body)?;
@@ -258,6 +285,7 @@ impl UserHub {
                     value: v.value,
                     base_version: current,
                     updated_at: None,
+                    patch: None,
                 };
                 op(Shape::Single, vec![write], r.request_id)
             }
@@ -401,6 +429,7 @@ impl UserHub {
             value: Some(restored),
             base_version: Some(current),
             updated_at: None,
+            patch: None,
         })
     }
 
@@ -467,10 +496,28 @@ impl UserHub {
         }
         match incoming {
             Incoming::Ping => ServerMessage::Pong,
-            Incoming::Hello { since } => match self.catch_up(&db, &info.user_id, since).await {
-                Ok(m) => m,
-                Err(e) => error_frame(None, &e),
-            },
+            Incoming::Hello { since, patches } => {
+                if patches != info.patches {
+                    let info = SocketInfo {
+                        patches,
+                        ..info.clone()
+                    };
+                    if let Err(e) = ws.serialize_attachment(&info) {
+                        worker::console_error!("socket attachment: {e:?}");
+                    }
+                }
+                match self.catch_up(&db, &info.user_id, since).await {
+                    Ok(ServerMessage::Changes {
+                        changes, cursor, ..
+                    }) => ServerMessage::Changes {
+                        changes,
+                        cursor,
+                        patches: patches.then_some(true),
+                    },
+                    Ok(m) => m,
+                    Err(e) => error_frame(None, &e),
+                }
+            }
             Incoming::Write { write, request_id } => {
                 let op = Op {
                     device_id: info.device_id.clone(),
@@ -498,7 +545,11 @@ impl UserHub {
         if let Some(from) = session::catch_up_from(since, cursor) {
             changes = d1::changes_since(db, user_id, from, Path::Keys).await?.1;
         }
-        Ok(ServerMessage::Changes { changes, cursor })
+        Ok(ServerMessage::Changes {
+            changes,
+            cursor,
+            patches: None,
+        })
     }
 
     /// Closes the sockets of devices signed out; the others hear of it once.
@@ -547,12 +598,23 @@ impl UserHub {
                     let _ = to.send(answer);
                 }
                 Effect::Broadcast { change, except } => {
-                    let json = ServerMessage::Change(change).to_json();
                     let all = sockets.get_or_insert_with(|| self.state.get_websockets());
+                    // Each form made once, only if some socket wants it.
+                    let (mut whole, mut patch) = (None, None);
                     for ws in all.iter() {
-                        if !except.as_ref().is_some_and(|s| same_socket(s, ws)) {
-                            send(ws, &json);
+                        if except.as_ref().is_some_and(|s| same_socket(s, ws)) {
+                            continue;
                         }
+                        let json = if change.patch.is_some()
+                            && socket_info(ws).is_some_and(|i| i.patches)
+                        {
+                            patch.get_or_insert_with(|| change.patch_json())
+                        } else {
+                            whole.get_or_insert_with(|| {
+                                ServerMessage::Change(change.clone()).to_json()
+                            })
+                        };
+                        send(ws, json);
                     }
                 }
             }

@@ -81,13 +81,16 @@ pub struct BatchRequest {
     pub request_id: Option<String>,
 }
 
-/// One validated change to one key. `value: None` is a deletion.
+/// One validated change to one key. `value: None` is a deletion, unless
+/// `patch` is set: then the write is the stored record list with the patch
+/// applied (a WebSocket `patch` frame).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
     pub key: Key,
     pub value: Option<String>,
     pub base_version: Option<u64>,
     pub updated_at: Option<i64>,
+    pub patch: Option<std::rc::Rc<crate::records::Patch>>,
 }
 
 fn check_updated_at(updated_at: Option<i64>) -> Result<(), SyncError> {
@@ -127,6 +130,7 @@ impl WriteOptions {
             value,
             base_version: self.base_version,
             updated_at: self.updated_at,
+            patch: None,
         };
         Ok((write, self.request_id))
     }
@@ -164,6 +168,7 @@ impl BatchRequest {
                 updated_at: self.updated_at.get(&raw).copied(),
                 key,
                 value,
+                patch: None,
             });
         }
         Ok((writes, self.request_id))
@@ -374,6 +379,7 @@ impl ExportDocument {
                 updated_at: None,
                 key,
                 value: Some(value),
+                patch: None,
             });
         }
         Ok(writes)

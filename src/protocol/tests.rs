@@ -56,7 +56,7 @@ fn whole_numbers_may_be_written_as_floats() {
     assert_eq!(r.version, 2);
     assert!(matches!(
         parse_frame(r#"{"type":"hello","since":4.0}"#),
-        Ok(Incoming::Hello { since: 4 })
+        Ok(Incoming::Hello { since: 4, .. })
     ));
     let frame = r#"{"type":"put","key":"k","value":"v","baseVersion":2.0,"requestId":"r"}"#;
     let Ok(Incoming::Write { write, .. }) = parse_frame(frame) else {
@@ -90,11 +90,11 @@ fn batch_validation() {
 fn frames() {
     assert!(matches!(
         parse_frame(r#"{"type":"hello","since":4}"#),
-        Ok(Incoming::Hello { since: 4 })
+        Ok(Incoming::Hello { since: 4, .. })
     ));
     assert!(matches!(
         parse_frame(r#"{"type":"hello"}"#),
-        Ok(Incoming::Hello { since: 0 })
+        Ok(Incoming::Hello { since: 0, .. })
     ));
     assert!(matches!(
         parse_frame(r#"{"type":"ping"}"#),
@@ -147,6 +147,7 @@ fn server_messages_wire_shape() {
         deleted: true,
         updated_at: 5,
         device_id: "d".into(),
+        patch: None,
     });
     assert_eq!(
         m.to_json(),
@@ -191,6 +192,83 @@ fn shared_fixtures_round_trip() {
     round_trip::<AuthResponse>(&f["rest"]["auth"]);
     let e = SyncError::InvalidKey("key must not be empty".into());
     assert_eq!(serde_json::to_value(e.body()).unwrap(), f["rest"]["error"]);
+}
+
+/// The record-patch frames of the fixture: the client's parse, the
+/// server's `change` with a patch is what `patch_json` writes.
+#[test]
+fn shared_patch_fixtures() {
+    let f: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/protocol.json")).unwrap();
+    let client = f["patchClient"].as_array().unwrap();
+    assert!(matches!(
+        parse_frame(&client[0].to_string()),
+        Ok(Incoming::Hello {
+            since: 12,
+            patches: true
+        })
+    ));
+    let Ok(Incoming::Write { write, request_id }) = parse_frame(&client[1].to_string()) else {
+        panic!("patch frame refused");
+    };
+    assert_eq!((request_id.as_str(), write.base_version), ("r-7", Some(12)));
+    assert_eq!(write.value, None);
+    let patch = write.patch.unwrap();
+    assert_eq!(
+        patch.upserts,
+        [(
+            "inv-3".to_string(),
+            r#"{"id":"inv-3","amount":120,"updatedAt":1700000000000}"#.to_string()
+        )]
+    );
+    assert_eq!(patch.removed, ["inv-9", "4"], "a number id as written");
+    assert_eq!(patch.after, [("inv-3".into(), Some("inv-2".into()))]);
+    let server = f["patchServer"].as_array().unwrap();
+    let change = Change {
+        key: "invoices".into(),
+        value: None,
+        version: 13,
+        deleted: false,
+        updated_at: 1700000000000,
+        device_id: "d-1".into(),
+        patch: Some(std::rc::Rc::new((
+            12,
+            crate::records::Patch {
+                upserts: vec![("inv-3".into(), r#"{"id":"inv-3","amount":120}"#.into())],
+                removed: vec!["inv-9".into()],
+                after: vec![("inv-3".into(), Some("inv-2".into()))],
+            },
+        ))),
+    };
+    let json: serde_json::Value = serde_json::from_str(&change.patch_json()).unwrap();
+    assert_eq!(json, server[1]);
+    let changes: ServerMessage = serde_json::from_value(server[0].clone()).unwrap();
+    assert!(matches!(
+        changes,
+        ServerMessage::Changes {
+            patches: Some(true),
+            ..
+        }
+    ));
+    let e = SyncError::NotRecords {
+        key: "invoices".into(),
+    };
+    assert_eq!(server[2]["code"], e.code());
+    // Bad patch frames are refused with their requestId.
+    for bad in [
+        r#"{"type":"patch","key":"k","requestId":"r","baseVersion":1,"upserts":[{"x":1}],"removed":[]}"#,
+        r#"{"type":"patch","key":"k","requestId":"r","baseVersion":1,"upserts":[[1]],"removed":[]}"#,
+        r#"{"type":"patch","key":"k","requestId":"r","baseVersion":1,"upserts":[{"id":1},{"id":"1"}],"removed":[]}"#,
+        r#"{"type":"patch","key":"k","requestId":"r","upserts":[],"removed":[]}"#,
+        r#"{"type":"patch","key":"k","requestId":"r","baseVersion":1,"upserts":[],"removed":[true]}"#,
+        r#"{"type":"patch","key":"","requestId":"r","baseVersion":1,"upserts":[],"removed":[]}"#,
+    ] {
+        let Err((rid, e)) = parse_frame(bad) else {
+            panic!("{bad} accepted");
+        };
+        assert_eq!(rid.as_deref(), Some("r"), "{bad}");
+        assert_eq!(e.status(), 400, "{bad}");
+    }
 }
 
 #[test]

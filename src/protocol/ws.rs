@@ -4,7 +4,10 @@ use super::numbers as whole;
 use super::rest::{Conflict, Write, WriteOptions, WriteResponse};
 use crate::error::SyncError;
 use crate::model::Key;
+use crate::records::{self, Patch};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::rc::Rc;
 
 /// The subprotocol a client must offer (with `bearer.<token>`), and the one
 /// the server answers with.
@@ -24,6 +27,9 @@ pub enum ClientMessage {
     Hello {
         #[serde(default, deserialize_with = "whole::u64")]
         since: u64,
+        /// The client takes and sends record patches.
+        #[serde(default)]
+        patches: bool,
     },
     Put {
         key: String,
@@ -45,7 +51,68 @@ pub enum ClientMessage {
     Ping,
 }
 
-/// One key's new state, as sent to devices.
+/// The fields of a `patch` frame, as asyncapi.yaml documents them.
+pub const PATCH_FRAME_FIELDS: [&str; 8] = [
+    "type",
+    "key",
+    "requestId",
+    "baseVersion",
+    "updatedAt",
+    "upserts",
+    "removed",
+    "after",
+];
+
+/// A `patch` frame: a record list written as what changed since
+/// `base_version`. Parsed on its own (not as a `ClientMessage` variant):
+/// the records' verbatim texts (`RawValue`) cannot pass through serde's
+/// buffering of tagged enums.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    key: String,
+    request_id: String,
+    #[serde(deserialize_with = "whole::u64")]
+    base_version: u64,
+    #[serde(default, deserialize_with = "whole::opt_i64")]
+    updated_at: Option<i64>,
+    upserts: Vec<Box<RawValue>>,
+    removed: Vec<RecordId>,
+    #[serde(default)]
+    after: Vec<(RecordId, Option<RecordId>)>,
+}
+
+/// A record's id on the wire: a string, or a number as written (ids
+/// compare as strings, so `1` and `"1"` are one record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordId(pub String);
+
+impl<'de> Deserialize<'de> for RecordId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Str(String),
+            Num(serde_json::Number),
+        }
+        Ok(RecordId(match Repr::deserialize(d)? {
+            Repr::Str(s) => s,
+            Repr::Num(n) => n.to_string(),
+        }))
+    }
+}
+
+impl Serialize for RecordId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// One key's new state, as sent to devices. A record list's change also
+/// carries its patch (the key's version it applies to, and what changed),
+/// sent instead of the value to sockets that take patches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
@@ -55,6 +122,67 @@ pub struct Change {
     pub deleted: bool,
     pub updated_at: i64,
     pub device_id: String,
+    #[serde(skip)]
+    pub patch: Option<Rc<(u64, Patch)>>,
+}
+
+/// A record patch as the wire carries it (asyncapi.yaml `RecordPatch`).
+#[derive(Debug, Serialize)]
+pub struct WirePatch<'a> {
+    pub upserts: Vec<&'a RawValue>,
+    pub removed: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub after: &'a [(String, Option<String>)],
+}
+
+/// A `change` frame carrying a patch instead of the value.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchChangeFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    key: &'a str,
+    version: u64,
+    deleted: bool,
+    updated_at: i64,
+    device_id: &'a str,
+    base_version: u64,
+    patch: WirePatch<'a>,
+}
+
+impl Change {
+    /// The `change` frame for a socket that takes patches: with the patch
+    /// when this change has one, else the whole value.
+    pub fn patch_json(&self) -> String {
+        let Some(p) = self.patch.as_deref() else {
+            return ServerMessage::Change(self.clone()).to_json();
+        };
+        let (base_version, patch) = (p.0, &p.1);
+        // Stored texts are JSON objects (they were parsed when written).
+        let upserts: Option<Vec<&RawValue>> = patch
+            .upserts
+            .iter()
+            .map(|(_, t)| serde_json::from_str::<&RawValue>(t).ok())
+            .collect();
+        let Some(upserts) = upserts else {
+            return ServerMessage::Change(self.clone()).to_json();
+        };
+        let frame = PatchChangeFrame {
+            kind: "change",
+            key: &self.key,
+            version: self.version,
+            deleted: false,
+            updated_at: self.updated_at,
+            device_id: &self.device_id,
+            base_version,
+            patch: WirePatch {
+                upserts,
+                removed: &patch.removed,
+                after: &patch.after,
+            },
+        };
+        serde_json::to_string(&frame).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +204,9 @@ pub enum ServerMessage {
     Changes {
         changes: Vec<Change>,
         cursor: u64,
+        /// The socket may send `patch` frames and is sent patches.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patches: Option<bool>,
     },
     /// The answer to the sender's `put` or `delete`.
     Ack {
@@ -120,7 +251,7 @@ impl ServerMessage {
 /// What a text frame asks for, validated; or the error frame to answer with.
 #[derive(Debug)]
 pub enum Incoming {
-    Hello { since: u64 },
+    Hello { since: u64, patches: bool },
     Write { write: Write, request_id: String },
     Ping,
 }
@@ -138,9 +269,15 @@ pub fn parse_frame(text: &str) -> Result<Incoming, (Option<String>, SyncError)> 
     }
     // One typed parse on the hot path; only a refused frame is parsed again,
     // loosely, to say why and to echo its requestId.
-    let msg: ClientMessage = serde_json::from_str(text).map_err(|_| diagnose_frame(text))?;
+    let msg: ClientMessage = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(_) => match serde_json::from_str::<PatchFrame>(text) {
+            Ok(p) if p.kind == "patch" => return patch_frame(p),
+            _ => return Err(diagnose_frame(text)),
+        },
+    };
     let (key, value, base_version, updated_at, request_id) = match msg {
-        ClientMessage::Hello { since } => return Ok(Incoming::Hello { since }),
+        ClientMessage::Hello { since, patches } => return Ok(Incoming::Hello { since, patches }),
         ClientMessage::Ping => return Ok(Incoming::Ping),
         ClientMessage::Put {
             key,
@@ -167,6 +304,56 @@ pub fn parse_frame(text: &str) -> Result<Incoming, (Option<String>, SyncError)> 
     Ok(Incoming::Write { write, request_id })
 }
 
+fn patch_frame(p: PatchFrame) -> Result<Incoming, (Option<String>, SyncError)> {
+    let request_id = p.request_id;
+    let fail = |e: SyncError| (Some(request_id.clone()), e);
+    let key = Key::parse(&p.key).map_err(fail)?;
+    let patch = patch_of(p.upserts, p.removed, p.after).map_err(fail)?;
+    let options = WriteOptions {
+        base_version: Some(p.base_version),
+        updated_at: p.updated_at,
+        request_id: Some(request_id.clone()),
+    };
+    let (mut write, _) = options.into_write(key, None).map_err(fail)?;
+    write.patch = Some(Rc::new(patch));
+    Ok(Incoming::Write { write, request_id })
+}
+
+/// A patch frame's parts, checked: each upsert an object with an id, no id
+/// upserted twice.
+fn patch_of(
+    upserts: Vec<Box<RawValue>>,
+    removed: Vec<RecordId>,
+    after: Vec<(RecordId, Option<RecordId>)>,
+) -> Result<Patch, SyncError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(upserts.len());
+    for u in upserts {
+        let text = u.get();
+        let id = records::id_of(text)
+            .filter(|_| text.starts_with('{'))
+            .ok_or_else(|| {
+                SyncError::InvalidRequest(
+                    "each upsert must be an object with a string or number id".into(),
+                )
+            })?;
+        if !seen.insert(id.clone()) {
+            return Err(SyncError::InvalidRequest(format!(
+                "record {id:?} is upserted twice"
+            )));
+        }
+        out.push((id, text.to_owned()));
+    }
+    Ok(Patch {
+        upserts: out,
+        removed: removed.into_iter().map(|r| r.0).collect(),
+        after: after
+            .into_iter()
+            .map(|(id, prev)| (id.0, prev.map(|p| p.0)))
+            .collect(),
+    })
+}
+
 /// Why a text frame does not parse as a `ClientMessage`, with its requestId.
 fn diagnose_frame(text: &str) -> (Option<String>, SyncError) {
     let raw: serde_json::Value = match serde_json::from_str(text) {
@@ -178,10 +365,15 @@ fn diagnose_frame(text: &str) -> (Option<String>, SyncError) {
         .and_then(|v| v.as_str())
         .map(str::to_owned);
     let kind = raw.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    let error = if !matches!(kind, "hello" | "put" | "delete" | "ping") {
+    let error = if !matches!(kind, "hello" | "put" | "delete" | "patch" | "ping") {
         SyncError::InvalidRequest(format!(
-            "unknown message type {kind:?}: expected hello, put, delete or ping"
+            "unknown message type {kind:?}: expected hello, put, delete, patch or ping"
         ))
+    } else if kind == "patch" {
+        match serde_json::from_str::<PatchFrame>(text) {
+            Err(e) => SyncError::InvalidRequest(e.to_string()),
+            Ok(_) => SyncError::InvalidRequest("malformed message".into()),
+        }
     } else {
         match serde_json::from_value::<ClientMessage>(raw) {
             Err(e) => SyncError::InvalidRequest(e.to_string()),

@@ -361,10 +361,16 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &Server) -> Client {
+        // A new connection per request: a pooled one the runtime has just
+        // closed as idle fails the next request with "Peer disconnected"
+        // before it is sent (seen under load), which no client of ours
+        // should read as the server's answer.
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(TIMEOUT))
             .max_redirects(0)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .build()
             .into();
         let endpoint = server.endpoint();

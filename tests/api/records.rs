@@ -48,6 +48,9 @@ pub fn tests() -> Vec<Test> {
             "records::live_changes_carry_the_whole_value",
             live_changes_carry_the_whole_value,
         ),
+        Test::main("records::patch_frames", patch_frames),
+        Test::main("records::patch_refusals", patch_refusals),
+        Test::main("records::get_one_key", get_one_key),
         Test::expiry(
             "records::retention_keeps_the_newest_versions",
             retention_keeps_the_newest_versions,
@@ -733,5 +736,263 @@ fn retention_keeps_the_newest_versions(s: &Server) -> Result<(), Failed> {
         "record 0 history"
     );
     ensure_eq!(record_rows(s, &user, "inv")?, 8 + 3, "rows left");
+    Ok(())
+}
+
+/// A socket that said `patches: true` in its hello, caught up.
+fn patch_socket(s: &Server, token: &str) -> Result<crate::live::Socket, Failed> {
+    let mut ws = open(s, token)?;
+    ws.send(&json!({"type": "hello", "since": 0, "patches": true}))?;
+    let ch = ws.wait_type("changes")?;
+    ensure_eq!(ch["patches"], json!(true), "patches in {ch}");
+    Ok(ws)
+}
+
+fn patch_raw(ws: &mut crate::live::Socket, frame: &str, rid: &str) -> Result<Value, Failed> {
+    ws.send_text(frame)?;
+    ws.wait_for("answer", |v| {
+        v["requestId"] == rid && (v["type"] == "ack" || v["type"] == "error")
+    })
+}
+
+fn patch_ack(ws: &mut crate::live::Socket, frame: Value) -> Result<Value, Failed> {
+    let rid = frame["requestId"].clone();
+    ws.send(&frame)?;
+    ws.wait_for("answer", |v| {
+        v["requestId"] == rid && (v["type"] == "ack" || v["type"] == "error")
+    })
+}
+
+fn patch_frames(s: &Server) -> Result<(), Failed> {
+    let c = Client::new(s);
+    let user = c.register("records-patch")?;
+    let t = &user.token;
+    let other = second_device(&c, &user)?;
+    let mut recs = invoices(200);
+    let v1 = c.put_ok(t, "inv", &list(&recs))?["version"].clone();
+    let mut wa = patch_socket(s, t)?;
+    let mut wb = patch_socket(s, &other.token)?;
+    let mut old = open(s, &other.token)?;
+    old.send(&json!({"type": "hello", "since": 0}))?;
+    let ch = old.wait_type("changes")?;
+    ensure_eq!(ch.get("patches"), None, "no patches unless asked: {ch}");
+    // One field of one record: the frame carries that record only.
+    recs[7] = recs[7].replace("\"paid\":false", "\"paid\":true");
+    // The record's text verbatim, as JSON.stringify puts it in a frame.
+    let frame = format!(
+        r#"{{"type":"patch","key":"inv","requestId":"p-1","baseVersion":{v1},"upserts":[{}],"removed":[]}}"#,
+        recs[7]
+    );
+    let sent = frame.len();
+    let upsert: Value = serde_json::from_str(&recs[7])?;
+    let ack = patch_raw(&mut wa, &frame, "p-1")?;
+    ensure_eq!(ack["type"], json!("ack"), "ack: {ack}");
+    ensure_eq!(ack["conflict"], Value::Null, "conflict");
+    let change = wb.wait_type("change")?;
+    let received = change.to_string().len();
+    // What arrived is the record's exact text (the frame's `upserts`).
+    ensure!(
+        wb_raw_contains(&change, &recs[7]),
+        "the record as written in {change}"
+    );
+    ensure!(
+        sent < 600 && received < 700,
+        "frame sizes {sent} / {received}: {change}"
+    );
+    ensure_eq!(change["baseVersion"], v1, "base of the patch");
+    ensure_eq!(change["version"], ack["version"], "version");
+    ensure_eq!(change.get("value"), None, "no value with a patch");
+    ensure_eq!(change["patch"]["upserts"], json!([upsert]), "upserts");
+    ensure_eq!(change["patch"]["removed"], json!([]), "removed");
+    // The old-style socket gets the whole value, and so does a GET.
+    let whole = old.wait_type("change")?;
+    ensure_eq!(whole["value"], json!(list(&recs)), "whole value");
+    ensure_eq!(value_of(&c, t, "inv")?, json!(list(&recs)), "stored");
+    // Removals and moves: the other device's patch rebuilds the list.
+    let v2 = ack["version"].clone();
+    let moved = recs.remove(150);
+    recs.insert(3, moved.clone());
+    recs.remove(0);
+    let frame = json!({"type": "patch", "key": "inv", "requestId": "p-2", "baseVersion": v2,
+        "upserts": [], "removed": ["inv-0"], "after": [["inv-150", "inv-2"]]});
+    let ack = patch_ack(&mut wa, frame)?;
+    ensure_eq!(ack["type"], json!("ack"), "ack: {ack}");
+    ensure_eq!(
+        value_of(&c, t, "inv")?,
+        json!(list(&recs)),
+        "moved and removed"
+    );
+    let change = wb.wait_type("change")?;
+    ensure_eq!(
+        change["patch"]["removed"],
+        json!(["inv-0"]),
+        "removed in {change}"
+    );
+    ensure_eq!(
+        change["patch"]["after"],
+        json!([["inv-150", "inv-2"]]),
+        "after in {change}"
+    );
+    // A stale patch (the phone still on v2) merges record by record.
+    let v3 = ack["version"].clone();
+    let edit = r#"{"id":"inv-9","stale":true}"#;
+    let frame = json!({"type": "patch", "key": "inv", "requestId": "p-3", "baseVersion": v2,
+        "upserts": [serde_json::from_str::<Value>(edit)?], "removed": []});
+    let ack = patch_ack(&mut wb, frame.clone())?;
+    ensure_eq!(ack["type"], json!("ack"), "ack: {ack}");
+    ensure_eq!(
+        ack["conflict"],
+        Value::Null,
+        "a different record: no conflict"
+    );
+    ensure!(ack["version"].as_u64() > v3.as_u64(), "a new version");
+    let at = recs
+        .iter()
+        .position(|r| r.starts_with(r#"{"id":"inv-9","#))
+        .unwrap_or(0);
+    recs[at] = edit.to_string();
+    ensure_eq!(
+        value_of(&c, t, "inv")?,
+        json!(list(&recs)),
+        "stale patch merged"
+    );
+    // A retried requestId answers the same, applies nothing twice.
+    let again = patch_ack(
+        &mut wb,
+        json!({"type": "patch", "key": "inv", "requestId": "p-3",
+        "baseVersion": v2, "upserts": [serde_json::from_str::<Value>(edit)?], "removed": []}),
+    )?;
+    ensure_eq!(again["version"], ack["version"], "replayed");
+    // A patch can start a list.
+    let ack = patch_ack(
+        &mut wa,
+        json!({"type": "patch", "key": "fresh", "requestId": "p-4",
+        "baseVersion": 0, "upserts": [{"id": 1}, {"id": 2}], "removed": []}),
+    )?;
+    ensure_eq!(ack["type"], json!("ack"), "ack: {ack}");
+    ensure_eq!(
+        value_of(&c, t, "fresh")?,
+        json!(r#"[{"id":1},{"id":2}]"#),
+        "fresh list"
+    );
+    wa.close();
+    wb.close();
+    old.close();
+    Ok(())
+}
+
+/// Whether `frame`'s first upsert is, as JSON, the record `text`.
+fn wb_raw_contains(frame: &Value, text: &str) -> bool {
+    serde_json::from_str::<Value>(text).is_ok_and(|t| frame["patch"]["upserts"][0] == t)
+}
+
+fn patch_refusals(s: &Server) -> Result<(), Failed> {
+    let c = Client::new(s);
+    let user = c.register("records-patch-bad")?;
+    let t = &user.token;
+    let v1 = c.put_ok(t, "inv", &list(&invoices(5)))?["version"].clone();
+    let vp = c.put_ok(t, "plain", "text")?["version"].clone();
+    let before = c.snapshot(t, None)?;
+    let mut ws = patch_socket(s, t)?;
+    let cases = [
+        // Not a record list: send the whole value instead.
+        (
+            json!({"type": "patch", "key": "plain", "requestId": "b-1", "baseVersion": vp,
+            "upserts": [{"id": 1}], "removed": []}),
+            "not_records",
+        ),
+        // A base from the future, and a key that does not exist at that base.
+        (
+            json!({"type": "patch", "key": "inv", "requestId": "b-2", "baseVersion": 999,
+            "upserts": [{"id": 1}], "removed": []}),
+            "not_records",
+        ),
+        (
+            json!({"type": "patch", "key": "nope", "requestId": "b-3", "baseVersion": 4,
+            "upserts": [{"id": 1}], "removed": []}),
+            "not_records",
+        ),
+        // Does not fit: an unknown predecessor, an unknown moved id.
+        (
+            json!({"type": "patch", "key": "inv", "requestId": "b-4", "baseVersion": v1,
+            "upserts": [], "removed": [], "after": [["inv-1", "zzz"]]}),
+            "invalid_request",
+        ),
+        (
+            json!({"type": "patch", "key": "inv", "requestId": "b-5", "baseVersion": v1,
+            "upserts": [], "removed": [], "after": [["zzz", null]]}),
+            "invalid_request",
+        ),
+        // Malformed.
+        (
+            json!({"type": "patch", "key": "inv", "requestId": "b-6", "baseVersion": v1,
+            "upserts": [{"no": "id"}], "removed": []}),
+            "invalid_request",
+        ),
+        (
+            json!({"type": "patch", "key": "inv", "requestId": "b-7", "baseVersion": v1,
+            "upserts": [{"id": 1}, {"id": "1"}], "removed": []}),
+            "invalid_request",
+        ),
+        (
+            json!({"type": "patch", "key": "inv", "requestId": "b-8",
+            "upserts": [], "removed": []}),
+            "invalid_request",
+        ),
+        (
+            json!({"type": "patch", "key": ".", "requestId": "b-9", "baseVersion": v1,
+            "upserts": [], "removed": []}),
+            "invalid_key",
+        ),
+    ];
+    for (frame, code) in cases {
+        let rid = frame["requestId"].clone();
+        let answer = patch_ack(&mut ws, frame.clone())?;
+        ensure_eq!(
+            answer["type"],
+            json!("error"),
+            "answer to {frame}: {answer}"
+        );
+        ensure_eq!(answer["code"], json!(code), "code for {frame}: {answer}");
+        ensure_eq!(answer["requestId"], rid, "requestId");
+    }
+    ws.ping()?;
+    let after = c.snapshot(t, None)?;
+    ensure_eq!(after["data"], before["data"], "data");
+    ensure_eq!(after["cursor"], before["cursor"], "cursor");
+    ws.close();
+    Ok(())
+}
+
+fn get_one_key(s: &Server) -> Result<(), Failed> {
+    let c = Client::new(s);
+    let user = c.register("records-get")?;
+    let t = &user.token;
+    let value = list(&invoices(3));
+    let v = c.put_ok(t, "inv/2026 ü", &value)?["version"].clone();
+    let got = get(&c, t, &format!("/api/sync/{}", enc("inv/2026 ü")))?;
+    ensure_eq!(got["value"], json!(value), "value");
+    ensure_eq!(got["version"], v, "version");
+    ensure_eq!(got["deleted"], json!(false), "deleted");
+    ensure_eq!(got["deviceId"], json!(user.device_id), "device");
+    c.put_ok(t, "gone", "x")?;
+    c.delete(t, "gone", None)?.expect_ok(200)?;
+    let got = get(&c, t, "/api/sync/gone")?;
+    ensure_eq!(
+        (got["deleted"].clone(), got["value"].clone()),
+        (json!(true), Value::Null),
+        "a deletion"
+    );
+    c.req("GET", "/api/sync/never")
+        .bearer(t)
+        .send()?
+        .expect_error(404, "not_found")?;
+    c.req("GET", "/api/sync/.")
+        .bearer(t)
+        .send()?
+        .expect_error(400, "invalid_key")?;
+    c.req("GET", "/api/sync/inv")
+        .send()?
+        .expect_error(401, "unauthorized")?;
     Ok(())
 }

@@ -112,7 +112,14 @@ fn call(
                 .json(&json!({"data": {"spec-b": "1"}})),
             200,
         ),
+        ("GET", "/api/sync/{key}") => (req.bearer(&user.token), 200),
         ("PUT", "/api/sync/{key}") => (req.bearer(&user.token).json(&json!({"value": "v2"})), 200),
+        // The spec key holds plain text, no records: an empty history, and
+        // a restore refused as documented (records::* covers the rest).
+        ("GET", "/api/sync/{key}/records/{id}/history") => (req.bearer(&user.token), 200),
+        ("POST", "/api/sync/{key}/records/{id}/restore") => {
+            (req.bearer(&user.token).json(&json!({"version": 1})), 409)
+        }
         ("DELETE", "/api/sync/{key}") => (req.bearer(&user.token), 200),
         ("GET", "/api/sync/{key}/history") => (req.bearer(&user.token), 200),
         ("GET", "/api/sync/{key}/history/{version}") => (req.bearer(&user.token), 200),
@@ -143,7 +150,12 @@ fn call(
         return Ok(Some(r.status));
     }
     if status >= 400 {
-        r.expect_error(status, "upgrade_required")?;
+        let code = if status == 409 {
+            "not_records"
+        } else {
+            "upgrade_required"
+        };
+        r.expect_error(status, code)?;
     } else {
         r.expect_ok(status)?;
     }
@@ -181,7 +193,7 @@ fn documented_operations_answer(s: &Server) -> Result<(), Failed> {
             }
         }
     }
-    ensure_eq!(done.len(), 19, "operations called: {done:?}");
+    ensure_eq!(done.len(), 22, "operations called: {done:?}");
     Ok(())
 }
 

@@ -724,7 +724,6 @@ fn wrong_method_and_unknown_paths(s: &Server) -> Result<(), Failed> {
     let t = &user.token;
     c.put_ok(t, "k", "v")?;
     for (method, path) in [
-        ("GET", "/api/sync/k"),
         ("POST", "/api/sync/k"),
         ("PATCH", "/api/sync/k"),
         ("PUT", "/api/sync"),

@@ -35,7 +35,7 @@ pub(super) fn start(rows: &mut Rows<'_>, version: u64, list: &[Record<'_>], at: 
         rows.p.keys.insert(rows.key.to_owned(), meta);
     }
     rows.p.history.push(row);
-    add_version(rows, empty, all, order, version, at);
+    add_version(rows, empty, all, order, version, at, None);
 }
 
 /// Records `changes` as version `version` of the list `before`.
@@ -46,7 +46,9 @@ fn add_version(
     order: Vec<Rc<str>>,
     version: u64,
     at: i64,
+    previous: Option<u64>,
 ) {
+    let patch = previous.map(|p| Rc::new((p, wire_patch(&before, &changes, &order))));
     let set = applied(&before, &changes, version, at, order);
     let size = set.value_len();
     for c in changes {
@@ -71,6 +73,7 @@ fn add_version(
         updated_at: at,
         device_id: rows.device_id.to_owned(),
         value: set.value(),
+        patch,
     });
     rows.p.records.insert(rows.key.to_owned(), set);
 }
@@ -98,8 +101,43 @@ fn accept_changes(
             epoch: Some(meta.hist_version()),
         },
     );
-    add_version(rows, before, changes, order, version, at);
+    add_version(
+        rows,
+        before,
+        changes,
+        order,
+        version,
+        at,
+        Some(meta.version),
+    );
     version
+}
+
+/// What other devices need to go from `before` to the list `changes` make:
+/// records new or changed (one only moved travels in `after`), removals,
+/// and the moves.
+fn wire_patch(before: &RecordSet, changes: &[RecordChange], order: &[Rc<str>]) -> records::Patch {
+    let mut patch = records::Patch::default();
+    for c in changes {
+        match &c.text {
+            Some(t) if before.recs.get(&c.id).is_some_and(|r| r.text == *t) => {}
+            Some(t) => patch.upserts.push((c.id.to_string(), t.to_string())),
+            None => patch.removed.push(c.id.to_string()),
+        }
+    }
+    let moved_or_new = changes
+        .iter()
+        .any(|c| c.text.is_some() && before.recs.get(&c.id).is_none_or(|r| r.prev != c.prev));
+    if moved_or_new {
+        patch.after = records::after_pairs(&before.order, order);
+    }
+    // Upserts in the list's final order, as the wire wants them.
+    let position: HashMap<&str, usize> =
+        order.iter().enumerate().map(|(i, id)| (&**id, i)).collect();
+    patch
+        .upserts
+        .sort_by_key(|(id, _)| position.get(id.as_str()).copied().unwrap_or(usize::MAX));
+    patch
 }
 
 /// Records a write sent that never became current, kept in their history.

@@ -285,6 +285,7 @@ impl Sim {
                                 value: value.map(|v| format!("v{v}-{n}")),
                                 base_version: *base,
                                 updated_at: Some(n as i64),
+                                patch: None,
                             }],
                         }
                     });
@@ -429,6 +430,7 @@ fn put(n: usize, key: &str, rid: Option<&str>) -> Op {
             value: Some(format!("v{n}")),
             base_version: None,
             updated_at: Some(n as i64),
+            patch: None,
         }],
     }
 }

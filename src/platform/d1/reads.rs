@@ -233,6 +233,7 @@ pub async fn changes_since(
                         (Some(_), Some(d)) => d,
                         _ => r.device_id,
                     },
+                    patch: None,
                 };
             }
             let value = (r.deleted == 0.0).then(|| chunks.join(r.id as u64, r.data));
@@ -243,6 +244,7 @@ pub async fn changes_since(
                 version: r.version as u64,
                 updated_at: r.updated_at as i64,
                 device_id: r.device_id,
+                patch: None,
             }
         })
         .collect();
@@ -361,7 +363,7 @@ pub async fn history(
             current: Some(h.version as u64) == current,
         })
         .collect();
-    all.sort_by(|a, b| b.version.cmp(&a.version));
+    all.sort_by_key(|e| std::cmp::Reverse(e.version));
     all.truncate(limit);
     Ok(all)
 }
