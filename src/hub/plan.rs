@@ -1143,7 +1143,13 @@ mod tests {
             r#"[{"id":1,"t":"A"},{"id":2,"t":"b"},{"id":3,"t":"c"}]"#
         );
         let r = adopt(&mut s, p);
-        assert_eq!(r[0].conflict, None);
+        // Not a record conflict, but the writer must read the merge.
+        let c = r[0].conflict.as_ref().unwrap();
+        assert_eq!(
+            (c.resolution, c.winner),
+            (Resolution::Merged, Winner::Merged)
+        );
+        assert!(c.records.is_empty(), "no record edited on both sides");
         assert_eq!((r[0].version, s.keys["list"].version), (3, 3));
     }
 

@@ -135,9 +135,16 @@ fn import_merges_arrays(s: &Server) -> Result<(), Failed> {
     let mut edited = doc.clone();
     edited["data"]["board"] = json!(r#"[{"id":"a","t":"ONE"},{"id":"b","t":"two"}]"#);
     let r = import(&c, t, &edited)?;
-    // Different records on each side: merged without a conflict.
-    ensure_eq!(r["conflicts"], json!([]), "conflicts in {r}");
-    ensure_eq!(r["synced"], json!(["board"]), "synced in {r}");
+    ensure_eq!(
+        r["conflicts"][0]["resolution"],
+        json!("merged"),
+        "resolution in {r}"
+    );
+    ensure_eq!(
+        r["conflicts"][0]["winner"],
+        json!("merged"),
+        "winner in {r}"
+    );
     let value = c.snapshot(t, None)?["data"]["board"].clone();
     let parsed: Value = serde_json::from_str(value.as_str().unwrap_or("null"))?;
     ensure_eq!(

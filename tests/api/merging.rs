@@ -40,9 +40,16 @@ fn stale_rest_write_merges(s: &Server) -> Result<(), Failed> {
     let r = c
         .put(t, "projects", &json!({"value": a, "baseVersion": v1}))?
         .expect_ok(200)?;
-    // Different records changed on each side: a record list merges them
-    // without a conflict (issue #12).
-    ensure_eq!(r["conflict"], Value::Null, "conflict in {r}");
+    let conflict = &r["conflict"];
+    ensure_eq!(
+        (conflict["resolution"].clone(), conflict["winner"].clone()),
+        (json!("merged"), json!("merged")),
+        "conflict in {r}"
+    );
+    ensure_eq!(conflict["version"], r["version"], "conflict version");
+    ensure_eq!(conflict["baseVersion"], v1, "conflict baseVersion");
+    // Different records changed on each side: none edited on both.
+    ensure_eq!(conflict.get("records"), None, "records in {r}");
     let snap = c.snapshot(t, None)?;
     ensure_eq!(
         parsed(&snap["data"]["projects"])?,
@@ -54,8 +61,9 @@ fn stale_rest_write_merges(s: &Server) -> Result<(), Failed> {
         r["version"],
         "current version"
     );
-    // What A sent is in its records' history: the rename and the removal.
-    // (Only changed records are rows: 3 because its predecessor changed.)
+    // What A sent is in its records' history (a record list keeps records,
+    // not whole values): the rename and the removal. Only changed records
+    // are rows: 3 because its predecessor changed.
     let rows = s.db_rows(&format!(
         "SELECT rid, data, deleted FROM sync_records WHERE user_id = {} AND key = 'projects' \
          AND version = {} ORDER BY rid",

@@ -295,7 +295,14 @@ fn different_records_never_conflict(s: &Server) -> Result<(), Failed> {
     put_based(&c, t, "board", laptop, &v1)?;
     let p = r#"[{"id":"a","t":"one","n":1},{"id":"b","t":"two","n":2},{"id":"c","t":"THREE","n":3},{"id":"d","t":"four"}]"#;
     let r = put_based(&c, &phone.token, "board", p, &v1)?;
-    ensure_eq!(r["conflict"], Value::Null, "conflict in {r}");
+    // Not a record conflict: `merged` only tells the phone to read the
+    // merge, which neither side sent; no record was edited on both sides.
+    ensure_eq!(
+        r["conflict"]["resolution"],
+        json!("merged"),
+        "conflict in {r}"
+    );
+    ensure_eq!(r["conflict"].get("records"), None, "records in {r}");
     let expected = r#"[{"id":"a","t":"ONE","n":1},{"id":"b","t":"two","n":2},{"id":"c","t":"THREE","n":3},{"id":"d","t":"four"}]"#;
     ensure_eq!(value_of(&c, t, "board")?, json!(expected), "both edits");
     // Through a batch too.
@@ -840,11 +847,9 @@ fn patch_frames(s: &Server) -> Result<(), Failed> {
         "upserts": [serde_json::from_str::<Value>(edit)?], "removed": []});
     let ack = patch_ack(&mut wb, frame.clone())?;
     ensure_eq!(ack["type"], json!("ack"), "ack: {ack}");
-    ensure_eq!(
-        ack["conflict"],
-        Value::Null,
-        "a different record: no conflict"
-    );
+    // A different record: merged (read the list), no record conflict.
+    ensure_eq!(ack["conflict"]["resolution"], json!("merged"), "ack {ack}");
+    ensure_eq!(ack["conflict"].get("records"), None, "ack {ack}");
     ensure!(ack["version"].as_u64() > v3.as_u64(), "a new version");
     let at = recs
         .iter()

@@ -285,7 +285,10 @@ pub(super) fn write(
         })
         .collect();
     let (changed, order) = changes(&set, &merged_list);
-    let reported = !merged.conflicts.is_empty();
+    // The writer must learn when what is stored is not what it sent (it
+    // then reads the merge): `merged`, with `records` naming the records
+    // edited on both sides (none when the edits were to different records).
+    let reported = !as_sent || !merged.conflicts.is_empty();
     let losers = merged
         .losers
         .iter()
