@@ -8,7 +8,7 @@ use crate::live;
 use crate::server::{repo_root, Server};
 use crate::Test;
 use libtest_mimic::Failed;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 
 /// The device token the seed stores (by its SHA-256 only).
@@ -132,6 +132,55 @@ fn version_1_data_reads_and_writes_after_the_migration(s: &Server) -> Result<(),
         loser[0]["data"],
         json!(r#"[{"id":9,"name":"lost"}]"#),
         "the version-1 conflict loser"
+    );
+
+    // Record lists (issue #12): the old whole array became records on its
+    // first write (version 6); its whole versions are still readable.
+    let rows = s.db_rows(
+        "SELECT rid, version FROM sync_records WHERE user_id = 'u-v1' AND key = 'projects' ORDER BY rid",
+    )?;
+    let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
+    ensure_eq!(
+        rows,
+        vec![json!({"rid": "1", "version": 6})],
+        "records after the first write"
+    );
+    let h = c
+        .req("GET", "/api/sync/projects/history")
+        .bearer(TOKEN)
+        .send()?
+        .expect_ok(200)?;
+    let versions: Vec<u64> = h["history"]
+        .as_array()
+        .ok_or("no history")?
+        .iter()
+        .filter_map(|e| e["version"].as_u64())
+        .collect();
+    ensure_eq!(versions, vec![6, 3, 1], "history across the conversion");
+    for (v, value) in [(6, PROJECTS_V1), (3, PROJECTS_V3), (1, PROJECTS_V1)] {
+        let got = c
+            .req("GET", &format!("/api/sync/projects/history/{v}"))
+            .bearer(TOKEN)
+            .send()?
+            .expect_ok(200)?;
+        ensure_eq!(got["value"], json!(value), "version {v}");
+    }
+    // A device still on the whole version 3 merges record by record against it.
+    let stale = r#"[{"id":1,"name":"Mix"},{"id":2,"name":"Master v2"}]"#;
+    let w = c
+        .put(
+            TOKEN,
+            "projects",
+            &json!({"value": stale, "baseVersion": 3}),
+        )?
+        .expect_ok(200)?;
+    ensure_eq!(w["version"], json!(7), "merged version");
+    // Version 6 removed record 2 (untouched there), the stale device edited
+    // it: the edit is kept.
+    ensure_eq!(
+        c.snapshot(TOKEN, None)?["data"]["projects"],
+        json!(stale),
+        "the stale device's edit kept"
     );
     Ok(())
 }
