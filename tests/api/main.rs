@@ -93,10 +93,12 @@ pub enum On {
     Locked,
     /// Tiny per-user quotas.
     Quota,
+    /// A tiny history byte budget (retention by count only above it).
+    Retention,
 }
 
 impl On {
-    const ALL: [On; 7] = [
+    const ALL: [On; 8] = [
         On::Main,
         On::Strict,
         On::Oversize,
@@ -104,6 +106,7 @@ impl On {
         On::Upgrade,
         On::Locked,
         On::Quota,
+        On::Retention,
     ];
 
     fn label(self) -> &'static str {
@@ -115,6 +118,7 @@ impl On {
             On::Upgrade => "upgrade",
             On::Locked => "locked",
             On::Quota => "quota",
+            On::Retention => "retention",
         }
     }
 
@@ -133,6 +137,7 @@ impl On {
             On::Expiry => EXPIRY_VARS,
             On::Locked => &[("REGISTRATION", "")],
             On::Quota => QUOTA_VARS,
+            On::Retention => RETENTION_VARS,
         }
     }
 }
@@ -166,6 +171,14 @@ impl Test {
         Test {
             name,
             on: On::Expiry,
+            run,
+        }
+    }
+
+    pub const fn retention(name: &'static str, run: TestFn) -> Test {
+        Test {
+            name,
+            on: On::Retention,
             run,
         }
     }
@@ -221,6 +234,14 @@ const STRICT_VARS: &[(&str, &str)] = &[
     ("REGISTRATIONS_PER_IP", "5"),
     ("REGISTRATION", "allowlist"),
     ("REGISTRATION_ALLOWLIST", STRICT_ALLOWLIST),
+];
+
+/// The retention server: history kept 30 days (the default) but with a
+/// byte budget of 3,000 per user, retention on every write.
+const RETENTION_VARS: &[(&str, &str)] = &[
+    ("HISTORY_BYTES", "3000"),
+    ("HISTORY_VERSIONS", "2"),
+    ("HISTORY_PRUNE_EVERY", "1"),
 ];
 
 /// The quota server's limits (the write rate is out of the way).

@@ -51,6 +51,10 @@ pub fn tests() -> Vec<Test> {
         Test::main("records::patch_frames", patch_frames),
         Test::main("records::patch_refusals", patch_refusals),
         Test::main("records::get_one_key", get_one_key),
+        Test::retention(
+            "records::history_is_bounded_by_bytes",
+            history_is_bounded_by_bytes,
+        ),
         Test::expiry(
             "records::retention_keeps_the_newest_versions",
             retention_keeps_the_newest_versions,
@@ -999,5 +1003,56 @@ fn get_one_key(s: &Server) -> Result<(), Failed> {
     c.req("GET", "/api/sync/inv")
         .send()?
         .expect_error(401, "unauthorized")?;
+    Ok(())
+}
+
+/// On the retention server: 30 days of history, but over 3,000 stored bytes
+/// only the newest 2 versions of a key are kept, whatever their age.
+fn history_is_bounded_by_bytes(s: &Server) -> Result<(), Failed> {
+    let c = Client::new(s);
+    // Under the budget, young history stays.
+    let small = c.register("records-bytes-small")?;
+    let mut v = json!(0);
+    for i in 0..4 {
+        v = put_based(&c, &small.token, "note", &format!("note {i}"), &v)?["version"].clone();
+    }
+    ensure_eq!(
+        history(&c, &small.token, "note")?.len(),
+        4,
+        "young history under the budget"
+    );
+    // Over it: a whole value and a record list keep their newest 2.
+    let user = c.register("records-bytes")?;
+    let t = &user.token;
+    let text = "x".repeat(1500);
+    let mut v = json!(0);
+    for i in 0..4 {
+        v = put_based(&c, t, "big", &format!("{i}{text}"), &v)?["version"].clone();
+    }
+    let mut recs = invoices(10);
+    let mut v = c.put_ok(t, "inv", &list(&recs))?["version"].clone();
+    for i in 0..5 {
+        recs[0] = format!(r#"{{"id":"inv-0","edit":{i}}}"#);
+        v = put_based(&c, t, "inv", &list(&recs), &v)?["version"].clone();
+    }
+    ensure_eq!(history(&c, t, "big")?.len(), 2, "whole value history");
+    ensure_eq!(history(&c, t, "inv")?.len(), 2, "record list history");
+    ensure_eq!(value_of(&c, t, "inv")?, json!(list(&recs)), "current list");
+    // What retention freed came off the stored bytes D1 counts (the hub's
+    // own count stays an upper bound until it next reads it).
+    let account = get(&c, t, "/api/account")?;
+    let counted = account["usage"]["bytes"].as_u64().unwrap_or(0);
+    let stored = count(
+        s,
+        &format!(
+            "SELECT bytes AS n FROM sync_state WHERE user_id = {}",
+            sql_str(&user.user_id)
+        ),
+    )?;
+    // Two of the four 1,501-byte versions of "big" were dropped.
+    ensure!(
+        stored + 3_000 <= counted,
+        "stored bytes {stored} after retention, counted while writing {counted}"
+    );
     Ok(())
 }
