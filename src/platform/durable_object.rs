@@ -349,7 +349,9 @@ impl UserHub {
         user_id: &str,
         since: u64,
     ) -> Result<Response, SyncError> {
-        let (cursor, changes) = d1::changes_since(db, user_id, since, self.path(since)).await?;
+        let d1::Changes {
+            cursor, changes, ..
+        } = d1::changes_since(db, user_id, since, self.path(since)).await?;
         let mut resp = SnapshotResponse {
             success: true,
             data: Default::default(),
@@ -435,7 +437,7 @@ impl UserHub {
 
     /// The current data as a backup document, downloaded as a file.
     async fn export(&self, db: &D1Database, user_id: &str) -> Result<Response, SyncError> {
-        let (_, changes) = d1::changes_since(db, user_id, 0, Path::Keys).await?;
+        let changes = d1::changes_since(db, user_id, 0, Path::Keys).await?.changes;
         let mut doc = ExportDocument {
             format: EXPORT_FORMAT.to_owned(),
             format_version: EXPORT_FORMAT_VERSION,
@@ -506,14 +508,7 @@ impl UserHub {
                         worker::console_error!("socket attachment: {e:?}");
                     }
                 }
-                match self.catch_up(&db, &info.user_id, since).await {
-                    Ok(ServerMessage::Changes {
-                        changes, cursor, ..
-                    }) => ServerMessage::Changes {
-                        changes,
-                        cursor,
-                        patches: patches.then_some(true),
-                    },
+                match self.catch_up(&db, &info.user_id, since, patches).await {
                     Ok(m) => m,
                     Err(e) => error_frame(None, &e),
                 }
@@ -540,15 +535,50 @@ impl UserHub {
         db: &D1Database,
         user_id: &str,
         since: u64,
+        patches: bool,
     ) -> Result<ServerMessage, SyncError> {
-        let (cursor, mut changes) = d1::changes_since(db, user_id, since, self.path(since)).await?;
+        let found = d1::changes_since(db, user_id, since, self.path(since)).await?;
+        let cursor = found.cursor;
         if let Some(from) = session::catch_up_from(since, cursor) {
-            changes = d1::changes_since(db, user_id, from, Path::Keys).await?.1;
+            let changes = d1::changes_since(db, user_id, from, Path::Keys)
+                .await?
+                .changes;
+            return Ok(ServerMessage::Changes {
+                changes,
+                cursor,
+                patches: patches.then_some(true),
+            });
+        }
+        let mut changes = found.changes;
+        if patches && since > 0 {
+            // A record list that was one at `since` goes as what changed
+            // since then (the client holds it as of `since`).
+            let lists: Vec<(String, u64)> = found
+                .lists
+                .into_iter()
+                .filter(|(_, start)| *start <= since)
+                .collect();
+            let mut then = d1::lists_at(db, user_id, &lists, since).await?;
+            for change in &mut changes {
+                let (Some(old), Some(value)) = (then.remove(&change.key), change.value.as_deref())
+                else {
+                    continue;
+                };
+                let Some(new) = records::split(value) else {
+                    continue;
+                };
+                let patch = records::diff(&old.records(), &new);
+                let sent: usize = patch.upserts.iter().map(|(_, t)| t.len()).sum();
+                // Only when it is the smaller message.
+                if sent < value.len() / 2 {
+                    change.patch = Some(std::rc::Rc::new((since, patch)));
+                }
+            }
         }
         Ok(ServerMessage::Changes {
             changes,
             cursor,
-            patches: None,
+            patches: patches.then_some(true),
         })
     }
 

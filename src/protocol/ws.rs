@@ -135,12 +135,13 @@ pub struct WirePatch<'a> {
     pub after: &'a [(String, Option<String>)],
 }
 
-/// A `change` frame carrying a patch instead of the value.
+/// A `change` frame carrying a patch instead of the value (and, without
+/// `type`, such a change inside `changes`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PatchChangeFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
     key: &'a str,
     version: u64,
     deleted: bool,
@@ -154,9 +155,18 @@ impl Change {
     /// The `change` frame for a socket that takes patches: with the patch
     /// when this change has one, else the whole value.
     pub fn patch_json(&self) -> String {
-        let Some(p) = self.patch.as_deref() else {
-            return ServerMessage::Change(self.clone()).to_json();
-        };
+        self.patch_form(Some("change"))
+            .unwrap_or_else(|| ServerMessage::Change(self.clone()).to_json())
+    }
+
+    /// The change inside `changes`, patch form when it has a patch.
+    fn entry_json(&self) -> String {
+        self.patch_form(None)
+            .unwrap_or_else(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    fn patch_form(&self, kind: Option<&'static str>) -> Option<String> {
+        let p = self.patch.as_deref()?;
         let (base_version, patch) = (p.0, &p.1);
         // Stored texts are JSON objects (they were parsed when written).
         let upserts: Option<Vec<&RawValue>> = patch
@@ -164,11 +174,8 @@ impl Change {
             .iter()
             .map(|(_, t)| serde_json::from_str::<&RawValue>(t).ok())
             .collect();
-        let Some(upserts) = upserts else {
-            return ServerMessage::Change(self.clone()).to_json();
-        };
         let frame = PatchChangeFrame {
-            kind: "change",
+            kind,
             key: &self.key,
             version: self.version,
             deleted: false,
@@ -176,12 +183,12 @@ impl Change {
             device_id: &self.device_id,
             base_version,
             patch: WirePatch {
-                upserts,
+                upserts: upserts?,
                 removed: &patch.removed,
                 after: &patch.after,
             },
         };
-        serde_json::to_string(&frame).unwrap_or_default()
+        serde_json::to_string(&frame).ok()
     }
 }
 
@@ -230,6 +237,20 @@ pub enum ServerMessage {
 
 impl ServerMessage {
     pub fn to_json(&self) -> String {
+        if let Self::Changes {
+            changes,
+            cursor,
+            patches: Some(true),
+        } = self
+        {
+            if changes.iter().any(|c| c.patch.is_some()) {
+                let entries: Vec<String> = changes.iter().map(Change::entry_json).collect();
+                return format!(
+                    r#"{{"type":"changes","changes":[{}],"cursor":{cursor},"patches":true}}"#,
+                    entries.join(",")
+                );
+            }
+        }
         // Plain strings, integers and options: serialising cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }

@@ -128,13 +128,22 @@ impl Path {
     }
 }
 
+/// What changed after a cursor.
+pub struct Changes {
+    pub cursor: u64,
+    /// Every key changed, oldest first.
+    pub changes: Vec<Change>,
+    /// The record lists among them: (key, the version the list started at).
+    pub lists: Vec<(String, u64)>,
+}
+
 /// The cursor and every key changed after `since`, oldest first.
 pub async fn changes_since(
     db: &D1Database,
     user_id: &str,
     since: u64,
     path: Path,
-) -> Result<(u64, Vec<Change>), SyncError> {
+) -> Result<Changes, SyncError> {
     let cols = format!(
         "h.key, h.id, h.version, h.deleted, h.updated_at, h.device_id, h.data, h.records, \
          {} AS rversion, {} AS rupdated, {} AS rdevice",
@@ -211,6 +220,7 @@ pub async fn changes_since(
         .map(|r| (r.key.clone(), r.version as u64))
         .collect();
     let mut sets = record_sets(db, user_id, &lists).await?;
+    // (`lists` is returned too: a catch-up may send patches against them.)
     let mut changes: Vec<Change> = current
         .into_iter()
         .map(|r| {
@@ -249,7 +259,35 @@ pub async fn changes_since(
         })
         .collect();
     changes.sort_by_key(|c| c.version);
-    Ok((cursor, changes))
+    Ok(Changes {
+        cursor,
+        changes,
+        lists,
+    })
+}
+
+/// Record lists as they were at version `at` (each started at or before it).
+pub async fn lists_at(
+    db: &D1Database,
+    user_id: &str,
+    lists: &[(String, u64)],
+    at: u64,
+) -> Result<HashMap<String, RecordSet>, SyncError> {
+    if lists.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let statements = lists
+        .iter()
+        .map(|(key, epoch)| set_statement(db, user_id, key, *epoch, at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = batch(db, "lists-at", user_id, statements)
+        .await
+        .map_err(db_err("lists at"))?;
+    lists
+        .iter()
+        .zip(&results)
+        .map(|((key, epoch), r)| Ok((key.clone(), read_set(r, *epoch)?)))
+        .collect()
 }
 
 #[derive(Deserialize)]
