@@ -211,18 +211,7 @@ impl UserHub {
                 let v = self
                     .stored_version(&db, &user_id, key.as_str(), current)
                     .await?;
-                return Ok(http::json(
-                    200,
-                    &HistoryValueResponse {
-                        success: true,
-                        key: key.as_str().to_owned(),
-                        version: current,
-                        deleted: v.value.is_none(),
-                        value: v.value,
-                        updated_at: v.updated_at,
-                        device_id: v.device_id,
-                    },
-                ));
+                return Ok(version_response(&key, current, v));
             }
             Route::Put(key) => {
                 let p: PutRequest = parse_json(&body)?;
@@ -258,18 +247,7 @@ impl UserHub {
                 let v = self
                     .stored_version(&db, &user_id, key.as_str(), version)
                     .await?;
-                return Ok(http::json(
-                    200,
-                    &HistoryValueResponse {
-                        success: true,
-                        key: key.as_str().to_owned(),
-                        version,
-                        deleted: v.value.is_none(),
-                        value: v.value,
-                        updated_at: v.updated_at,
-                        device_id: v.device_id,
-                    },
-                ));
+                return Ok(version_response(&key, version, v));
             }
             Route::Restore(key) => {
                 let r: RestoreRequest = parse_json(&body)?;
@@ -746,6 +724,22 @@ impl UserHub {
         self.inner.borrow_mut().session.offer_state(state);
         Ok(value)
     }
+}
+
+/// The answer naming one version of a key and its value.
+fn version_response(key: &Key, version: u64, v: d1::StoredVersion) -> Response {
+    http::json(
+        200,
+        &HistoryValueResponse {
+            success: true,
+            key: key.as_str().to_owned(),
+            version,
+            deleted: v.value.is_none(),
+            value: v.value,
+            updated_at: v.updated_at,
+            device_id: v.device_id,
+        },
+    )
 }
 
 /// Logs an internal error where it happens (D1 failures above all); the

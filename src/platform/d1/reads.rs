@@ -69,21 +69,7 @@ pub async fn record_sets(
     user_id: &str,
     wanted: &[(String, u64)],
 ) -> Result<HashMap<String, RecordSet>, SyncError> {
-    if wanted.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let statements = wanted
-        .iter()
-        .map(|(key, epoch)| set_statement(db, user_id, key, *epoch, NO_BOUND))
-        .collect::<Result<Vec<_>, _>>()?;
-    let results = batch(db, "records", user_id, statements)
-        .await
-        .map_err(db_err("records"))?;
-    wanted
-        .iter()
-        .zip(&results)
-        .map(|((key, epoch), r)| Ok((key.clone(), read_set(r, *epoch)?)))
-        .collect()
+    lists_at(db, user_id, wanted, NO_BOUND).await
 }
 
 #[derive(Deserialize)]
@@ -280,9 +266,9 @@ pub async fn lists_at(
         .iter()
         .map(|(key, epoch)| set_statement(db, user_id, key, *epoch, at))
         .collect::<Result<Vec<_>, _>>()?;
-    let results = batch(db, "lists-at", user_id, statements)
+    let results = batch(db, "records", user_id, statements)
         .await
-        .map_err(db_err("lists at"))?;
+        .map_err(db_err("records"))?;
     lists
         .iter()
         .zip(&results)
