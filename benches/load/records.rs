@@ -18,16 +18,27 @@
 //!   body, the answer's body, and the payload of the frame the other device
 //!   got (a WebSocket text frame's payload length);
 //! - the same for a 1 KiB whole value (not a list), for comparison;
+//! - all of that again over WebSocket (#13), for another user whose writer
+//!   and other device both hold sockets that said `hello {patches: true}`
+//!   (and were answered `patches: true`): the key is created with `PUT` (the
+//!   5,000-element list's frame would pass the 1 MiB frame limit), then each
+//!   one-field edit is a `patch` frame `{upserts: [the edited element's text,
+//!   verbatim], removed: []}` based on the version of the previous `ack`,
+//!   one at a time (the 1 KiB whole value: a `put` frame); ack = frame sent
+//!   → its `ack`, fan-out = frame sent → the other socket's `change` for
+//!   that version, bytes = the frames' payloads;
 //! - then N more edits of each of those keys, taking turns (one edit of
 //!   each key, then again): the ack and fan-out latencies in the tables are
 //!   these, so that a busy moment of the shared machine falls on every size
-//!   alike (those of the edits alone are in the JSON, `alone`);
+//!   alike (those of the edits alone are in the JSON, `alone`); the patch
+//!   keys take turns among themselves;
 //! - a full read of the largest list beside one of a whole value of about
 //!   the same size that is not a record list: the same array with a space
 //!   after each comma between elements (`"}, {"`), which no `JSON.stringify`
-//!   writes, so a record store keeps it whole. The Worker has no single-key
-//!   `GET`, so each is the only key of a user of its own, created and given
-//!   the same few edits, and read with `GET /api/sync` (median of 5);
+//!   writes, so a record store keeps it whole. Each is the only key of a
+//!   user of its own, created and given the same few edits, and read with
+//!   `GET /api/sync` (as before #12, when there was no single-key `GET`)
+//!   and with `GET /api/sync/{key}` (median of 5 each);
 //! - 200 one-field edits of a 500-element, about 119 KB
 //!   `accountingTransactions` array: the database's growth.
 //!
