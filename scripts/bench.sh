@@ -11,7 +11,8 @@
 #   scripts/bench.sh --out FILE         # write the JSON elsewhere
 #   scripts/bench.sh --deep-seconds S   # most time for the deep-history setup (default 300)
 #   scripts/bench.sh --records          # only the record lists of issues #12/#13, about a minute:
-#                                       # one-field edits of 100/1,000/5,000-element arrays
+#                                       # one-field edits of 100/1,000/5,000-element arrays,
+#                                       # by PUT and as WebSocket patch frames
 #                                       # (target/bench/records.json); with --quick, about 20 s
 #   scripts/bench.sh --record-edits N   # timed edits per list there (default 100; quick 5)
 set -euo pipefail
