@@ -423,12 +423,14 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
             continue;
         }
         // A patch is the list it makes from its base: checked whole first.
-        let writes: Result<Vec<Cow<'_, Write>>, SyncError> = op
+        let writes: Result<Vec<Patched<'_>>, SyncError> = op
             .writes
             .iter()
             .map(|w| match &w.patch {
-                None => Ok(Cow::Borrowed(w)),
-                Some(patch) => patched(&p, state, values, w, patch).map(Cow::Owned),
+                None => Ok((Cow::Borrowed(w), None)),
+                Some(patch) => {
+                    patched(&p, state, values, w, patch).map(|(w, l)| (Cow::Owned(w), Some(l)))
+                }
             })
             .collect();
         let writes = match writes {
@@ -440,7 +442,13 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
         };
         let results: Vec<KeyResult> = writes
             .iter()
-            .map(|w| apply_write(&mut p, state, index, w, &op.device_id, now_ms, values))
+            .map(|(w, list)| {
+                let write = Incoming {
+                    w,
+                    list: list.as_deref(),
+                };
+                apply_write(&mut p, state, index, write, &op.device_id, now_ms, values)
+            })
             .collect();
         let answer = answer_of(op.shape, results, p.cursor);
         if let Some(rid) = &op.request_id {
@@ -453,6 +461,17 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
     p
 }
 
+/// A write, and for a patch the list it makes (already split).
+type Patched<'a> = (Cow<'a, Write>, Option<Vec<(String, String)>>);
+
+/// A write as `apply_write` takes it.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    w: &'a Write,
+    /// The record list `w.value` holds, when already known (a patch).
+    list: Option<&'a [(String, String)]>,
+}
+
 /// The whole-value write a patch stands for: its base list (the key's
 /// list now, or as it was at the base version, which the hub read) with
 /// the patch applied. Refused with `not_records` when there is no such
@@ -463,7 +482,7 @@ fn patched(
     values: &Values,
     w: &Write,
     patch: &records::Patch,
-) -> Result<Write, SyncError> {
+) -> Result<(Write, Vec<(String, String)>), SyncError> {
     let key = w.key.as_str();
     let not_records = || SyncError::NotRecords {
         key: key.to_owned(),
@@ -505,13 +524,19 @@ fn patched(
                 .into(),
         )
     })?;
-    Ok(Write {
+    let value = records::join(list.iter().map(|(_, t)| *t));
+    let list = list
+        .into_iter()
+        .map(|(id, text)| (id.to_owned(), text.to_owned()))
+        .collect();
+    let write = Write {
         key: w.key.clone(),
-        value: Some(records::join(list.into_iter().map(|(_, t)| t))),
+        value: Some(value),
         base_version: w.base_version,
         updated_at: w.updated_at,
         patch: None,
-    })
+    };
+    Ok((write, list))
 }
 
 /// Chooses the keys whose retention runs with `plan`: each key once per
@@ -549,11 +574,12 @@ fn apply_write(
     p: &mut Plan,
     state: &UserState,
     op: usize,
-    w: &Write,
+    incoming: Incoming<'_>,
     device_id: &str,
     now_ms: i64,
     values: &Values,
 ) -> KeyResult {
+    let w = incoming.w;
     let key = w.key.as_str().to_owned();
     let incoming_updated_at = merge::effective_updated_at(w.updated_at, now_ms);
     let stored = p.keys.get(&key).cloned();
@@ -569,7 +595,7 @@ fn apply_write(
                 key: &key,
                 device_id,
             };
-            return lists::write(&mut rows, w, meta, set, incoming_updated_at, values);
+            return lists::write(&mut rows, incoming, meta, set, incoming_updated_at, values);
         }
     }
     let hash = value_hash(w.value.as_deref());

@@ -3,9 +3,11 @@
 //! record (`merge::merge_lists`), so edits to different records of one list
 //! never conflict.
 
-use super::{Conflict, HistoryRow, KeyMeta, KeyResult, RecordRow, RecordVersion, Rows, Values};
+use super::{
+    Conflict, HistoryRow, Incoming, KeyMeta, KeyResult, RecordRow, RecordVersion, Rows, Values,
+};
 use crate::merge::{merge_lists, ListSide};
-use crate::protocol::{Resolution, Winner, Write};
+use crate::protocol::{Resolution, Winner};
 use crate::records::{self, applied, changes, Record, RecordChange, RecordSet};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -162,12 +164,13 @@ fn keep_losers(rows: &mut Rows<'_>, losers: Vec<(Rc<str>, Rc<str>)>, at: i64) {
 /// A write to a key that holds the record list `set` (metadata `meta`).
 pub(super) fn write(
     rows: &mut Rows<'_>,
-    w: &Write,
+    incoming: Incoming<'_>,
     meta: &KeyMeta,
     set: RecordSet,
     at: i64,
     values: &Values,
 ) -> KeyResult {
+    let w = incoming.w;
     let key = rows.key.to_owned();
     let conflict = |resolution, winner, version, records: Vec<String>| Conflict {
         key: key.clone(),
@@ -191,7 +194,19 @@ pub(super) fn write(
     let no_base = w.base_version.is_none_or(|b| b == 0 || b > meta.version);
     // Last-write-wins between whole writes, as for any value (ties: the write).
     let incoming_wins = at >= meta.updated_at;
-    let Some(list) = w.value.as_deref().and_then(records::split) else {
+    // A patch's list is known already: no need to parse the whole value.
+    let list = match incoming.list {
+        Some(l) => Some(
+            l.iter()
+                .map(|(id, text)| Record {
+                    id: id.clone(),
+                    text,
+                })
+                .collect(),
+        ),
+        None => w.value.as_deref().and_then(records::split),
+    };
+    let Some(list) = list else {
         // A deletion, or a value that is not a record list.
         if fast || incoming_wins {
             let hash = super::value_hash(w.value.as_deref());

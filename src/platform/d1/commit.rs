@@ -452,10 +452,11 @@ fn prune_history(
         stmt(
             db,
             &format!(
-                "{DOOMED_HISTORY} UPDATE sync_state SET bytes = max(0, bytes - \
-                 (SELECT COALESCE(SUM(h.size), 0) FROM doomed d CROSS JOIN sync_history h \
-                  WHERE h.user_id = ?1 AND h.key = d.key AND h.id = d.id AND h.records = 0)) \
-                 WHERE user_id = ?1"
+                "{DOOMED_HISTORY}, freed AS MATERIALIZED (SELECT COALESCE(SUM(h.size), 0) AS n \
+                 FROM doomed d CROSS JOIN sync_history h \
+                  WHERE h.user_id = ?1 AND h.key = d.key AND h.id = d.id AND h.records = 0) \
+                 UPDATE sync_state SET bytes = max(0, bytes - (SELECT n FROM freed)) \
+                 WHERE user_id = ?1 AND (SELECT n FROM freed) > 0"
             ),
             &params,
         )?,
@@ -499,7 +500,7 @@ const RECORD_HORIZON: &str = "WITH hz AS MATERIALIZED (SELECT min( \
      doomed AS MATERIALIZED (SELECT r.rid, r.seq, length(r.data) AS bytes FROM hz CROSS JOIN sync_records r \
        WHERE r.user_id = ?1 AND r.key = ?2 AND r.version < hz.h AND EXISTS (SELECT 1 FROM sync_records x \
          WHERE x.user_id = ?1 AND x.key = ?2 AND x.rid = r.rid AND x.seq > r.seq \
-         AND x.version IS NOT NULL AND x.version <= hz.h) \
+         AND x.version IS NOT NULL AND +x.version <= hz.h) \
        ORDER BY r.version LIMIT ?5)";
 
 fn prune_records(
@@ -523,7 +524,7 @@ fn prune_records(
         (
             "sync_state",
             "UPDATE sync_state SET bytes = max(0, bytes - (SELECT COALESCE(SUM(bytes), 0) FROM doomed)) \
-             WHERE user_id = ?1",
+             WHERE user_id = ?1 AND EXISTS (SELECT 1 FROM doomed)",
         ),
         (
             "sync_records",

@@ -38,12 +38,16 @@ fn set_statement(
         "sync_records",
         stmt(
             db,
-            "SELECT r.rid, r.data, r.prev, r.version, r.updated_at FROM sync_records r \
-             WHERE r.user_id = ?1 AND r.key = ?2 AND r.version >= ?3 AND r.version <= ?4 \
-             AND r.seq = (SELECT x.seq FROM sync_records x WHERE x.user_id = ?1 AND x.key = ?2 \
-               AND x.rid = r.rid AND x.version IS NOT NULL AND x.version <= ?4 \
-               ORDER BY x.seq DESC LIMIT 1) \
-             AND r.deleted = 0",
+            // One pass over the key's rows in primary-key order (rid, seq):
+            // each record's newest row up to `at` (SQLite takes the bare
+            // columns from the max(seq) row). `+version` keeps the planner
+            // off the version index, which workerd's SQLite would otherwise
+            // scan once per record.
+            "SELECT rid, data, prev, version, updated_at FROM ( \
+               SELECT r.rid, r.data, r.prev, r.version, r.updated_at, r.deleted, max(r.seq) \
+               FROM sync_records r WHERE r.user_id = ?1 AND r.key = ?2 \
+               AND r.version IS NOT NULL AND +r.version <= ?4 GROUP BY r.rid) \
+             WHERE deleted = 0 AND version >= ?3",
             &[text(user_id), text(key), uint(epoch), uint(at)],
         )?,
     ))
@@ -477,7 +481,7 @@ pub async fn record_at(
                 db,
                 "SELECT r.data, r.deleted FROM sync_records r \
                  WHERE r.user_id = ?1 AND r.key = ?2 AND r.rid = ?3 AND r.version IS NOT NULL \
-                 AND r.version <= ?4 ORDER BY r.seq DESC LIMIT 1",
+                 AND +r.version <= ?4 ORDER BY r.seq DESC LIMIT 1",
                 &[text(user_id), text(key), text(id), uint(at)],
             )?,
         )],
