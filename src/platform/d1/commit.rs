@@ -521,6 +521,14 @@ fn prune_records(
         uint(hist_id),
     ];
     let statements = [
+        // Versions below the horizon can no longer be rebuilt once rows go:
+        // say so first (only when some do go, so an edit that frees nothing
+        // writes nothing more).
+        (
+            "sync_history",
+            "UPDATE sync_history SET horizon = (SELECT h FROM hz) WHERE user_id = ?1 AND key = ?2 \
+             AND id = ?6 AND horizon < (SELECT h FROM hz) AND EXISTS (SELECT 1 FROM doomed)",
+        ),
         (
             "sync_state",
             "UPDATE sync_state SET bytes = max(0, bytes - (SELECT COALESCE(SUM(bytes), 0) FROM doomed)) \
@@ -543,12 +551,6 @@ fn prune_records(
             "DELETE FROM sync_records WHERE user_id = ?1 AND key = ?2 AND version IS NULL \
              AND created_at < ?4 AND seq < (SELECT min(x.seq) FROM hz CROSS JOIN sync_records x \
                WHERE x.user_id = ?1 AND x.key = ?2 AND x.version >= hz.h)",
-        ),
-        // Versions below the horizon can no longer be rebuilt: say so.
-        (
-            "sync_history",
-            "UPDATE sync_history SET horizon = (SELECT h FROM hz) WHERE user_id = ?1 AND key = ?2 \
-             AND id = ?6 AND horizon < (SELECT h FROM hz) AND (SELECT h FROM hz) < 9007199254740992",
         ),
     ];
     for (table, sql) in statements {
