@@ -62,8 +62,13 @@ pub fn weight<'a>(
     let mut fresh = BTreeSet::new();
     for write in writes {
         w.units += 1;
-        if let Some(v) = &write.value {
-            w.bytes += v.len() as u64;
+        // A patch stores (at most) the records it carries.
+        let stored = write.value.as_ref().map(String::len).or_else(|| {
+            let p = write.patch.as_ref()?;
+            Some(p.upserts.iter().map(|(_, t)| t.len()).sum())
+        });
+        if let Some(len) = stored {
+            w.bytes += len as u64;
             let key = write.key.as_str();
             if !live(key) && fresh.insert(key) {
                 w.new_keys += 1;
@@ -228,6 +233,16 @@ mod tests {
         // A thousand keys are a thousand units.
         let many: Vec<Write> = (0..1000).map(|i| put(&format!("k{i}"), 1)).collect();
         assert_eq!(weight(&many, |_| false).units, 1000);
+        // A record patch weighs the records it carries, and can make a key.
+        let patch = Write {
+            patch: Some(std::rc::Rc::new(crate::records::Patch {
+                upserts: vec![("1".into(), r#"{"id":1}"#.into())],
+                ..Default::default()
+            })),
+            ..del("list")
+        };
+        let w = weight(&[patch], |_| false);
+        assert_eq!((w.bytes, w.new_keys), (8, 1));
     }
 
     #[test]
