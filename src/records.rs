@@ -124,13 +124,15 @@ pub fn diff(old: &[Record<'_>], new: &[Record<'_>]) -> Patch {
 /// `[id, predecessor]` for every id of `new` that is not in `old` or lies
 /// outside a longest subsequence of `new` in `old`'s order, in `new`'s order.
 pub fn after_pairs<S: AsRef<str>>(old: &[S], new: &[S]) -> Vec<(String, Option<String>)> {
-    let at: HashMap<&str, usize> = old
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_ref(), i))
-        .collect();
+    let old: Vec<&str> = old.iter().map(AsRef::as_ref).collect();
+    let new: Vec<&str> = new.iter().map(AsRef::as_ref).collect();
+    after_pairs_of(&old, &new)
+}
+
+fn after_pairs_of(old: &[&str], new: &[&str]) -> Vec<(String, Option<String>)> {
+    let at: HashMap<&str, usize> = old.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     // Longest increasing subsequence of old positions (patience sorting).
-    let positions: Vec<Option<usize>> = new.iter().map(|id| at.get(id.as_ref()).copied()).collect();
+    let positions: Vec<Option<usize>> = new.iter().map(|id| at.get(id).copied()).collect();
     let mut tails: Vec<usize> = Vec::new(); // index into `new` of each run's tail
     let mut back: Vec<Option<usize>> = vec![None; new.len()];
     for (i, p) in positions.iter().enumerate() {
@@ -152,8 +154,8 @@ pub fn after_pairs<S: AsRef<str>>(old: &[S], new: &[S]) -> Vec<(String, Option<S
     (0..new.len())
         .filter(|&i| !kept[i])
         .map(|i| {
-            let prev = i.checked_sub(1).map(|p| new[p].as_ref().to_owned());
-            (new[i].as_ref().to_owned(), prev)
+            let prev = i.checked_sub(1).map(|p| new[p].to_owned());
+            (new[i].to_owned(), prev)
         })
         .collect()
 }
@@ -418,13 +420,18 @@ pub struct Rec {
     pub updated_at: i64,
 }
 
-/// A key held as records: what the hub keeps in memory of it.
+/// A key held as records: what the hub keeps in memory of it. Persistent
+/// (`im_rc`): a clone shares everything, and a new version costs what it
+/// changed, so a hub holding a 5,000-record list edits it in time that does
+/// not grow with the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordSet {
     /// The version at which the key became records (its epoch row).
     pub epoch: u64,
-    pub order: Vec<Rc<str>>,
-    pub recs: HashMap<Rc<str>, Rec>,
+    pub order: im_rc::Vector<Rc<str>>,
+    pub recs: im_rc::HashMap<Rc<str>, Rec>,
+    /// Bytes of the records' texts.
+    pub text_bytes: usize,
 }
 
 /// A stored row of one record, as read back.
@@ -442,12 +449,14 @@ impl RecordSet {
     /// that the chain does not reach (which a consistent store never has)
     /// still come back, after it, by id, so nothing stored is dropped.
     pub fn from_rows(epoch: u64, rows: Vec<StoredRec>) -> Self {
-        let mut recs: HashMap<Rc<str>, Rec> = HashMap::with_capacity(rows.len());
+        let mut recs: im_rc::HashMap<Rc<str>, Rec> = im_rc::HashMap::new();
         let mut next: HashMap<Option<Rc<str>>, Vec<Rc<str>>> = HashMap::new();
+        let mut text_bytes = 0;
         for r in rows {
             let id: Rc<str> = Rc::from(r.id);
             let prev: Option<Rc<str>> = r.prev.map(Rc::from);
             next.entry(prev.clone()).or_default().push(id.clone());
+            text_bytes += r.text.len();
             recs.insert(
                 id,
                 Rec {
@@ -458,7 +467,7 @@ impl RecordSet {
                 },
             );
         }
-        let mut order = Vec::with_capacity(recs.len());
+        let mut order = im_rc::Vector::new();
         let mut seen: HashSet<Rc<str>> = HashSet::with_capacity(recs.len());
         let mut at: Option<Rc<str>> = None;
         while let Some(id) = next
@@ -466,7 +475,7 @@ impl RecordSet {
             .and_then(|ids| ids.iter().find(|id| !seen.contains(*id)).cloned())
         {
             seen.insert(id.clone());
-            order.push(id.clone());
+            order.push_back(id.clone());
             at = Some(id);
         }
         if order.len() < recs.len() {
@@ -478,22 +487,36 @@ impl RecordSet {
             rest.sort();
             order.extend(rest);
         }
-        Self { epoch, order, recs }
+        Self {
+            epoch,
+            order,
+            recs,
+            text_bytes,
+        }
     }
 
     /// The value: `[` + texts in order + `]`.
     pub fn value(&self) -> String {
-        join(
-            self.order
-                .iter()
-                .filter_map(|id| self.recs.get(id).map(|r| &*r.text)),
-        )
+        let mut out = String::with_capacity(self.value_len());
+        out.push('[');
+        for (i, r) in self
+            .order
+            .iter()
+            .filter_map(|id| self.recs.get(id))
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&r.text);
+        }
+        out.push(']');
+        out
     }
 
     /// Bytes of `value()`, without building it.
     pub fn value_len(&self) -> usize {
-        let texts: usize = self.recs.values().map(|r| r.text.len()).sum();
-        2 + texts + self.recs.len().saturating_sub(1)
+        2 + self.text_bytes + self.recs.len().saturating_sub(1)
     }
 
     /// The set as `Record`s, in order.
@@ -507,6 +530,31 @@ impl RecordSet {
                 })
             })
             .collect()
+    }
+
+    /// The changes of a patch that only edits records the list has, in
+    /// place (the common edit: one field of one invoice), made without
+    /// looking at the rest of the list; `None` for any other patch.
+    pub fn in_place(&self, patch: &Patch) -> Option<Vec<RecordChange>> {
+        if !patch.removed.is_empty() || !patch.after.is_empty() {
+            return None;
+        }
+        let mut seen = HashSet::with_capacity(patch.upserts.len());
+        let mut out = Vec::with_capacity(patch.upserts.len());
+        for (id, text) in &patch.upserts {
+            let (key, rec) = self.recs.get_key_value(id.as_str())?;
+            if !seen.insert(id.as_str()) {
+                return None;
+            }
+            if &*rec.text != text.as_str() {
+                out.push(RecordChange {
+                    id: key.clone(),
+                    text: Some(Rc::from(text.as_str())),
+                    prev: rec.prev.clone(),
+                });
+            }
+        }
+        Some(out)
     }
 }
 
@@ -522,21 +570,18 @@ pub struct RecordChange {
 /// The rows that turn `old` into `new`: each record that is new, changed or
 /// whose predecessor changed, and each removed one; and `new`'s order. A
 /// one-field edit is one row, whatever the size of the list.
-pub fn changes(old: &RecordSet, new: &[Record<'_>]) -> (Vec<RecordChange>, Vec<Rc<str>>) {
+pub fn changes(old: &RecordSet, new: &[Record<'_>]) -> (Vec<RecordChange>, im_rc::Vector<Rc<str>>) {
     let mut out = Vec::new();
-    let mut order = Vec::with_capacity(new.len());
+    let mut order = im_rc::Vector::new();
     let mut prev: Option<Rc<str>> = None;
     let mut kept: HashSet<&str> = HashSet::with_capacity(new.len());
     for r in new {
         kept.insert(r.id.as_str());
-        let stored = old.recs.get(r.id.as_str());
+        let stored = old.recs.get_key_value(r.id.as_str());
         let id: Rc<str> = stored
-            .and_then(|_| {
-                old.recs
-                    .get_key_value(r.id.as_str())
-                    .map(|(k, _)| k.clone())
-            })
+            .map(|(k, _)| k.clone())
             .unwrap_or_else(|| Rc::from(r.id.as_str()));
+        let stored = stored.map(|(_, s)| s);
         let same = stored.is_some_and(|s| &*s.text == r.text && s.prev == prev);
         if !same {
             let text = match stored {
@@ -549,7 +594,7 @@ pub fn changes(old: &RecordSet, new: &[Record<'_>]) -> (Vec<RecordChange>, Vec<R
                 prev: prev.clone(),
             });
         }
-        order.push(id.clone());
+        order.push_back(id.clone());
         prev = Some(id);
     }
     for id in &old.order {
@@ -564,18 +609,20 @@ pub fn changes(old: &RecordSet, new: &[Record<'_>]) -> (Vec<RecordChange>, Vec<R
     (out, order)
 }
 
-/// `set` with `changes` applied, as written at `version`.
+/// `set` with `changes` applied, as written at `version`; `new_order` when
+/// the order changed (`None`: it is `set`'s).
 pub fn applied(
     set: &RecordSet,
     changes: &[RecordChange],
     version: u64,
     updated_at: i64,
-    new_order: Vec<Rc<str>>,
+    new_order: Option<im_rc::Vector<Rc<str>>>,
 ) -> RecordSet {
     let mut next = set.clone();
     for c in changes {
-        match &c.text {
+        let old = match &c.text {
             Some(text) => {
+                next.text_bytes += text.len();
                 next.recs.insert(
                     c.id.clone(),
                     Rec {
@@ -584,13 +631,16 @@ pub fn applied(
                         version,
                         updated_at,
                     },
-                );
+                )
             }
-            None => {
-                next.recs.remove(&c.id);
-            }
+            None => next.recs.remove(&c.id),
+        };
+        if let Some(old) = old {
+            next.text_bytes -= old.text.len();
         }
     }
-    next.order = new_order;
+    if let Some(order) = new_order {
+        next.order = order;
+    }
     next
 }

@@ -917,6 +917,7 @@ fn server_frames_match_server_message() {
                 after: vec![("1".into(), None)],
             },
         ))),
+        list: None,
     };
     let frame: Value = serde_json::from_str(&patched.patch_json()).unwrap();
     let (props, required) = d.object(&d.asyncapi, &with_base(&d.asyncapi, &schemas["Change"]));

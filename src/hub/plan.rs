@@ -151,7 +151,9 @@ pub struct RecordVersion {
     pub version: u64,
     pub updated_at: i64,
     pub device_id: String,
-    pub value: String,
+    /// The list at this version (its value is joined only for devices that
+    /// take whole values).
+    pub list: RecordSet,
     /// What changed since the key's previous version (that version, and
     /// the patch); `None` when the list started here.
     pub patch: Option<Rc<(u64, records::Patch)>>,
@@ -339,6 +341,7 @@ impl Plan {
                     updated_at: h.updated_at,
                     device_id: h.device_id.clone(),
                     patch: None,
+                    list: None,
                 },
             ))
         });
@@ -347,12 +350,13 @@ impl Plan {
                 r.op,
                 Change {
                     key: r.key.clone(),
-                    value: Some(r.value.clone()),
+                    value: None,
                     version: r.version,
                     deleted: false,
                     updated_at: r.updated_at,
                     device_id: r.device_id.clone(),
                     patch: r.patch.clone(),
+                    list: Some(Rc::new(r.list.clone())),
                 },
             )
         });
@@ -427,10 +431,12 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
             .writes
             .iter()
             .map(|w| match &w.patch {
-                None => Ok((Cow::Borrowed(w), None)),
-                Some(patch) => {
-                    patched(&p, state, values, w, patch).map(|(w, l)| (Cow::Owned(w), Some(l)))
-                }
+                None => Ok((Cow::Borrowed(w), None, None)),
+                Some(patch) => match in_place(&p, state, w, patch) {
+                    Some(changes) => Ok((Cow::Borrowed(w), None, Some(changes))),
+                    None => patched(&p, state, values, w, patch)
+                        .map(|(w, l)| (Cow::Owned(w), Some(l), None)),
+                },
             })
             .collect();
         let writes = match writes {
@@ -442,10 +448,11 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
         };
         let results: Vec<KeyResult> = writes
             .iter()
-            .map(|(w, list)| {
+            .map(|(w, list, in_place)| {
                 let write = Incoming {
                     w,
                     list: list.as_deref(),
+                    in_place: in_place.as_deref(),
                 };
                 apply_write(&mut p, state, index, write, &op.device_id, now_ms, values)
             })
@@ -461,8 +468,13 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
     p
 }
 
-/// A write, and for a patch the list it makes (already split).
-type Patched<'a> = (Cow<'a, Write>, Option<Vec<(String, String)>>);
+/// A write, and for a patch the list it makes (already split) or, when it
+/// only edits records in place, its rows.
+type Patched<'a> = (
+    Cow<'a, Write>,
+    Option<Vec<(String, String)>>,
+    Option<Vec<records::RecordChange>>,
+);
 
 /// A write as `apply_write` takes it.
 #[derive(Clone, Copy)]
@@ -470,6 +482,27 @@ struct Incoming<'a> {
     w: &'a Write,
     /// The record list `w.value` holds, when already known (a patch).
     list: Option<&'a [(String, String)]>,
+    /// A patch that only edits records in place, fast-forward: its rows.
+    in_place: Option<&'a [records::RecordChange]>,
+}
+
+/// The rows of a fast-forward patch that only edits records of a list the
+/// hub holds, in place; `None` for any other patch (it goes the whole way).
+fn in_place(
+    p: &Plan,
+    state: &UserState,
+    w: &Write,
+    patch: &records::Patch,
+) -> Option<Vec<records::RecordChange>> {
+    let key = w.key.as_str();
+    let meta = p.keys.get(key).filter(|m| m.records && !m.deleted)?;
+    if w.base_version != Some(meta.version) {
+        return None;
+    }
+    p.records
+        .get(key)
+        .or_else(|| state.records.get(key))?
+        .in_place(patch)
 }
 
 /// The whole-value write a patch stands for: its base list (the key's
@@ -969,8 +1002,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(0, "a", 1, false), (1, "b", 2, false), (2, "a", 3, true)]
         );
-        assert_eq!(c[0].1.value.as_deref(), Some("1"));
-        assert_eq!(c[2].1.value, None);
+        assert_eq!(c[0].1.value_text().as_deref(), Some("1"));
+        assert_eq!(c[2].1.value_text(), None);
     }
 
     #[test]
@@ -1133,7 +1166,7 @@ mod tests {
             .into_iter()
             .rev()
             .find(|(_, c)| c.key == key)
-            .and_then(|(_, c)| c.value)
+            .and_then(|(_, c)| c.value_text())
             .unwrap()
     }
 
@@ -1411,12 +1444,24 @@ mod tests {
         base: usize,
         edits: Vec<(u8, u8)>,
         t: i64,
+        /// Sent as a patch against its base rather than the whole list.
+        patch: bool,
     }
 
     fn arb_list_edits() -> impl Strategy<Value = Vec<ListEdit>> {
         let edit = (0u8..8, 0u8..4);
-        let e = (0usize..8, proptest::collection::vec(edit, 1..4), 0i64..20)
-            .prop_map(|(base, edits, t)| ListEdit { base, edits, t });
+        let e = (
+            0usize..8,
+            proptest::collection::vec(edit, 1..4),
+            0i64..20,
+            any::<bool>(),
+        )
+            .prop_map(|(base, edits, t, patch)| ListEdit {
+                base,
+                edits,
+                t,
+                patch,
+            });
         proptest::collection::vec(e, 1..12)
     }
 
@@ -1514,12 +1559,19 @@ mod tests {
                 let value = edited(&base, &e.edits, e.t);
                 let mut values = Values::default();
                 values.versions.insert(("k".into(), base_version), Some(base.clone()));
-                let ops = vec![single(put("k", &value, Some(base_version), Some(e.t)), None)];
+                let mut w = put("k", &value, Some(base_version), Some(e.t));
+                if e.patch {
+                    let (old, new) = (records::split(&base), records::split(&value));
+                    let diff = records::diff(&old.unwrap_or_default(), &new.unwrap_or_default());
+                    w.value = None;
+                    w.patch = Some(Rc::new(diff));
+                }
+                let ops = vec![single(w, None)];
                 let p = plan(&s, &ops, 100, &values);
                 let again = plan(&s, &ops, 100, &values);
                 prop_assert_eq!(&p.record_rows, &again.record_rows);
                 for (_, c) in p.changes() {
-                    versions.push((c.version, c.value.clone().unwrap_or_default()));
+                    versions.push((c.version, c.value_text().unwrap_or_default()));
                 }
                 rows.extend(p.record_rows.iter().cloned());
                 let answer = adopt(&mut s, p);

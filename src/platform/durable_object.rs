@@ -619,7 +619,7 @@ impl UserHub {
                             patch.get_or_insert_with(|| change.patch_json())
                         } else {
                             whole.get_or_insert_with(|| {
-                                ServerMessage::Change(change.clone()).to_json()
+                                ServerMessage::Change(change.whole()).to_json()
                             })
                         };
                         send(ws, json);

@@ -148,6 +148,7 @@ fn server_messages_wire_shape() {
         updated_at: 5,
         device_id: "d".into(),
         patch: None,
+        list: None,
     });
     assert_eq!(
         m.to_json(),
@@ -239,6 +240,7 @@ fn shared_patch_fixtures() {
                 after: vec![("inv-3".into(), Some("inv-2".into()))],
             },
         ))),
+        list: None,
     };
     let json: serde_json::Value = serde_json::from_str(&change.patch_json()).unwrap();
     assert_eq!(json, server[1]);

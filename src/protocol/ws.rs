@@ -124,6 +124,10 @@ pub struct Change {
     pub device_id: String,
     #[serde(skip)]
     pub patch: Option<Rc<(u64, Patch)>>,
+    /// A record list's change carries the list instead of `value`: it is
+    /// joined only for devices that take whole values (`whole`).
+    #[serde(skip)]
+    pub list: Option<Rc<records::RecordSet>>,
 }
 
 /// A record patch as the wire carries it (asyncapi.yaml `RecordPatch`).
@@ -152,11 +156,28 @@ struct PatchChangeFrame<'a> {
 }
 
 impl Change {
+    /// The key's value after this change (`None` for a deletion).
+    pub fn value_text(&self) -> Option<String> {
+        match &self.list {
+            Some(list) => Some(list.value()),
+            None => self.value.clone(),
+        }
+    }
+
+    /// This change with its value written out (a record list's joined).
+    pub fn whole(&self) -> Change {
+        Change {
+            value: self.value_text(),
+            list: None,
+            ..self.clone()
+        }
+    }
+
     /// The `change` frame for a socket that takes patches: with the patch
     /// when this change has one, else the whole value.
     pub fn patch_json(&self) -> String {
         self.patch_form(Some("change"))
-            .unwrap_or_else(|| ServerMessage::Change(self.clone()).to_json())
+            .unwrap_or_else(|| ServerMessage::Change(self.whole()).to_json())
     }
 
     /// The change inside `changes`, patch form when it has a patch.

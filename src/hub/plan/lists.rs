@@ -37,7 +37,7 @@ pub(super) fn start(rows: &mut Rows<'_>, version: u64, list: &[Record<'_>], at: 
         rows.p.keys.insert(rows.key.to_owned(), meta);
     }
     rows.p.history.push(row);
-    add_version(rows, empty, all, order, version, at, None);
+    add_version(rows, empty, all, Some(order), version, at, None);
 }
 
 /// Records `changes` as version `version` of the list `before`.
@@ -45,12 +45,12 @@ fn add_version(
     rows: &mut Rows<'_>,
     before: RecordSet,
     changes: Vec<RecordChange>,
-    order: Vec<Rc<str>>,
+    order: Option<im_rc::Vector<Rc<str>>>,
     version: u64,
     at: i64,
     previous: Option<u64>,
 ) {
-    let patch = previous.map(|p| Rc::new((p, wire_patch(&before, &changes, &order))));
+    let patch = previous.map(|p| Rc::new((p, wire_patch(&before, &changes, order.as_ref()))));
     let set = applied(&before, &changes, version, at, order);
     let size = set.value_len();
     for c in changes {
@@ -74,7 +74,7 @@ fn add_version(
         version,
         updated_at: at,
         device_id: rows.device_id.to_owned(),
-        value: set.value(),
+        list: set.clone(),
         patch,
     });
     rows.p.records.insert(rows.key.to_owned(), set);
@@ -86,7 +86,7 @@ fn accept_changes(
     meta: &KeyMeta,
     before: RecordSet,
     changes: Vec<RecordChange>,
-    order: Vec<Rc<str>>,
+    order: Option<im_rc::Vector<Rc<str>>>,
     at: i64,
 ) -> u64 {
     rows.p.cursor += 1;
@@ -118,7 +118,11 @@ fn accept_changes(
 /// What other devices need to go from `before` to the list `changes` make:
 /// records new or changed (one only moved travels in `after`), removals,
 /// and the moves.
-fn wire_patch(before: &RecordSet, changes: &[RecordChange], order: &[Rc<str>]) -> records::Patch {
+fn wire_patch(
+    before: &RecordSet,
+    changes: &[RecordChange],
+    order: Option<&im_rc::Vector<Rc<str>>>,
+) -> records::Patch {
     let mut patch = records::Patch::default();
     for c in changes {
         match &c.text {
@@ -130,15 +134,20 @@ fn wire_patch(before: &RecordSet, changes: &[RecordChange], order: &[Rc<str>]) -
     let moved_or_new = changes
         .iter()
         .any(|c| c.text.is_some() && before.recs.get(&c.id).is_none_or(|r| r.prev != c.prev));
-    if moved_or_new {
-        patch.after = records::after_pairs(&before.order, order);
+    // Only a changed order costs a walk of the list.
+    if let Some(order) = order.filter(|_| moved_or_new || patch.upserts.len() > 1) {
+        let old: Vec<&str> = before.order.iter().map(|id| &**id).collect();
+        let new: Vec<&str> = order.iter().map(|id| &**id).collect();
+        if moved_or_new {
+            patch.after = records::after_pairs(&old, &new);
+        }
+        // Upserts in the list's final order, as the wire wants them.
+        let position: HashMap<&str, usize> =
+            new.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        patch
+            .upserts
+            .sort_by_key(|(id, _)| position.get(id.as_str()).copied().unwrap_or(usize::MAX));
     }
-    // Upserts in the list's final order, as the wire wants them.
-    let position: HashMap<&str, usize> =
-        order.iter().enumerate().map(|(i, id)| (&**id, i)).collect();
-    patch
-        .upserts
-        .sort_by_key(|(id, _)| position.get(id.as_str()).copied().unwrap_or(usize::MAX));
     patch
 }
 
@@ -190,6 +199,15 @@ pub(super) fn write(
         conflict,
     };
     let fast = w.base_version == Some(meta.version);
+    // A patch that edits records in place: its rows, nothing else to look at.
+    if let Some(changed) = incoming.in_place {
+        if changed.is_empty() {
+            rows.p.records.insert(key.clone(), set);
+            return result(meta.version, false, None);
+        }
+        let version = accept_changes(rows, meta, set, changed.to_vec(), None, at);
+        return result(version, true, None);
+    }
     // No usable base: a missing one, or one from the future (a reset server).
     let no_base = w.base_version.is_none_or(|b| b == 0 || b > meta.version);
     // Last-write-wins between whole writes, as for any value (ties: the write).
@@ -235,7 +253,7 @@ pub(super) fn write(
             return result(meta.version, false, None);
         }
         if fast || incoming_wins {
-            let version = accept_changes(rows, meta, set, changed, order, at);
+            let version = accept_changes(rows, meta, set, changed, Some(order), at);
             let c = (!fast)
                 .then(|| conflict(Resolution::LastWriteWins, Winner::Incoming, version, vec![]));
             return result(version, true, c);
@@ -322,7 +340,14 @@ pub(super) fn write(
         });
         return result(meta.version, false, c);
     }
-    let version = accept_changes(rows, meta, set, changed, order, at.max(meta.updated_at));
+    let version = accept_changes(
+        rows,
+        meta,
+        set,
+        changed,
+        Some(order),
+        at.max(meta.updated_at),
+    );
     let winner = if as_sent {
         Winner::Incoming
     } else {

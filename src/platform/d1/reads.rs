@@ -234,6 +234,7 @@ pub async fn changes_since(
                         _ => r.device_id,
                     },
                     patch: None,
+                    list: None,
                 };
             }
             let value = (r.deleted == 0.0).then(|| chunks.join(r.id as u64, r.data));
@@ -245,6 +246,7 @@ pub async fn changes_since(
                 updated_at: r.updated_at as i64,
                 device_id: r.device_id,
                 patch: None,
+                list: None,
             }
         })
         .collect();
