@@ -21,10 +21,12 @@ use crate::protocol::{
     WS_PROTOCOL,
 };
 use crate::records;
+use crate::records::RecordSet;
 use crate::route::{route, Route};
 use futures_channel::oneshot;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use worker::{
     durable_object, D1Database, DurableObject, Env, Headers, Request, Response, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -208,9 +210,27 @@ impl UserHub {
                     .ok_or_else(|| {
                         SyncError::Missing(format!("key {:?} does not exist", key.as_str()))
                     })?;
-                let v = self
-                    .stored_version(&db, &user_id, key.as_str(), current)
-                    .await?;
+                // A record list the object holds at that version is not
+                // rebuilt from D1: only who wrote it last is read.
+                let held = self
+                    .known_lists()
+                    .remove(key.as_str())
+                    .filter(|(v, _)| *v == current);
+                let last = match &held {
+                    Some(_) => d1::last_record_write(&db, &user_id, key.as_str()).await?,
+                    None => None,
+                };
+                let v = match (held, last) {
+                    (Some((_, set)), Some((updated_at, device_id))) => d1::StoredVersion {
+                        value: Some(set.value()),
+                        updated_at,
+                        device_id,
+                    },
+                    _ => {
+                        self.stored_version(&db, &user_id, key.as_str(), current)
+                            .await?
+                    }
+                };
                 return Ok(version_response(&key, current, v));
             }
             Route::Put(key) => {
@@ -329,7 +349,7 @@ impl UserHub {
     ) -> Result<Response, SyncError> {
         let d1::Changes {
             cursor, changes, ..
-        } = d1::changes_since(db, user_id, since, self.path(since)).await?;
+        } = d1::changes_since(db, user_id, since, self.path(since), &self.known_lists()).await?;
         let mut resp = SnapshotResponse {
             success: true,
             data: Default::default(),
@@ -415,7 +435,9 @@ impl UserHub {
 
     /// The current data as a backup document, downloaded as a file.
     async fn export(&self, db: &D1Database, user_id: &str) -> Result<Response, SyncError> {
-        let changes = d1::changes_since(db, user_id, 0, Path::Keys).await?.changes;
+        let changes = d1::changes_since(db, user_id, 0, Path::Keys, &self.known_lists())
+            .await?
+            .changes;
         let mut doc = ExportDocument {
             format: EXPORT_FORMAT.to_owned(),
             format_version: EXPORT_FORMAT_VERSION,
@@ -515,10 +537,11 @@ impl UserHub {
         since: u64,
         patches: bool,
     ) -> Result<ServerMessage, SyncError> {
-        let found = d1::changes_since(db, user_id, since, self.path(since)).await?;
+        let known = self.known_lists();
+        let found = d1::changes_since(db, user_id, since, self.path(since), &known).await?;
         let cursor = found.cursor;
         if let Some(from) = session::catch_up_from(since, cursor) {
-            let changes = d1::changes_since(db, user_id, from, Path::Keys)
+            let changes = d1::changes_since(db, user_id, from, Path::Keys, &known)
                 .await?
                 .changes;
             return Ok(ServerMessage::Changes {
@@ -688,6 +711,22 @@ impl UserHub {
                 }
             };
         }
+    }
+
+    /// The record lists this object holds, with the version each is at
+    /// (cheap: the lists are persistent and shared).
+    fn known_lists(&self) -> HashMap<String, (u64, RecordSet)> {
+        let inner = self.inner.borrow();
+        let Some(state) = inner.session.state() else {
+            return HashMap::new();
+        };
+        state
+            .records
+            .iter()
+            .filter_map(|(key, set)| {
+                Some((key.clone(), (state.keys.get(key)?.version, set.clone())))
+            })
+            .collect()
     }
 
     /// The cheaper way to read changes after `since`, from what is known.
