@@ -228,15 +228,27 @@ pub fn apply(old: &[Record<'_>], patch: &Patch) -> Option<String> {
     ))
 }
 
-/// `list` with record `id` set to `text` (in its place, or appended when
-/// the list lacks it) or removed (`text` `None`); `None` when there is
+/// `list` with record `id` set to `text` (in its place; when the list lacks
+/// it, after `prev` if the list has that record, first if `prev` is `None`,
+/// else at the end) or removed (`text` `None`); `None` when there is
 /// nothing to do that way (removing a record the list lacks).
-pub fn put_record(list: &[Record<'_>], id: &str, text: Option<&str>) -> Option<String> {
+pub fn put_record(
+    list: &[Record<'_>],
+    id: &str,
+    text: Option<&str>,
+    prev: Option<&str>,
+) -> Option<String> {
     let at = list.iter().position(|r| r.id == id);
     let mut texts: Vec<&str> = list.iter().map(|r| r.text).collect();
     match (at, text) {
         (Some(i), Some(t)) => texts[i] = t,
-        (None, Some(t)) => texts.push(t),
+        (None, Some(t)) => {
+            let after = match prev {
+                None => Some(0),
+                Some(p) => list.iter().position(|r| r.id == p).map(|i| i + 1),
+            };
+            texts.insert(after.unwrap_or(texts.len()), t);
+        }
         (Some(i), None) => {
             texts.remove(i);
         }
@@ -320,6 +332,31 @@ mod tests {
         let p = diff(&o, &split(edited).unwrap());
         assert_eq!((p.upserts.len(), p.after.len()), (1, 0));
         assert!(diff(&o, &o).is_empty());
+    }
+
+    #[test]
+    fn a_record_put_back_goes_where_it_was() {
+        let l = split(r#"[{"id":1},{"id":3}]"#).unwrap();
+        let put = |id, text, prev| put_record(&l, id, text, prev);
+        assert_eq!(
+            put("2", Some(r#"{"id":2}"#), Some("1")).as_deref(),
+            Some(r#"[{"id":1},{"id":2},{"id":3}]"#)
+        );
+        assert_eq!(
+            put("0", Some(r#"{"id":0}"#), None).as_deref(),
+            Some(r#"[{"id":0},{"id":1},{"id":3}]"#)
+        );
+        // Its predecessor gone too: at the end.
+        assert_eq!(
+            put("9", Some(r#"{"id":9}"#), Some("8")).as_deref(),
+            Some(r#"[{"id":1},{"id":3},{"id":9}]"#)
+        );
+        assert_eq!(
+            put("3", Some(r#"{"id":3,"x":1}"#), None).as_deref(),
+            Some(r#"[{"id":1},{"id":3,"x":1}]"#)
+        );
+        assert_eq!(put("1", None, None).as_deref(), Some(r#"[{"id":3}]"#));
+        assert_eq!(put("7", None, None), None);
     }
 
     #[test]

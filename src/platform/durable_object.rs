@@ -418,12 +418,14 @@ impl UserHub {
         let value = now.value.ok_or_else(not_records)?;
         let list = records::split(&value).ok_or_else(not_records)?;
         let then = d1::record_at(db, user_id, key.as_str(), id, version).await?;
-        let restored = records::put_record(&list, id, then.as_deref()).ok_or_else(|| {
-            SyncError::Missing(format!(
-                "record {id:?} of key {:?} is not kept at version {version}",
-                key.as_str()
-            ))
-        })?;
+        let (text, prev) = then.map_or((None, None), |(t, p)| (Some(t), p));
+        let restored = records::put_record(&list, id, text.as_deref(), prev.as_deref())
+            .ok_or_else(|| {
+                SyncError::Missing(format!(
+                    "record {id:?} of key {:?} is not kept at version {version}",
+                    key.as_str()
+                ))
+            })?;
         Ok(Write {
             key,
             value: Some(restored),

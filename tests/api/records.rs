@@ -561,8 +561,9 @@ fn record_restore(s: &Server) -> Result<(), Failed> {
     fewer.remove(0);
     let v4 = put_based(&c, t, "inv", &list(&fewer), &r["version"])?["version"].clone();
     restore("inv-0", &v1)?.expect_ok(200)?;
+    // Back where it was: it was first.
     let mut back = fewer.clone();
-    back.push(original[0].clone());
+    back.insert(0, original[0].clone());
     ensure_eq!(
         value_of(&c, t, "inv")?,
         json!(list(&back)),

@@ -524,17 +524,18 @@ pub async fn last_record_write(
 struct RecordAtRow {
     data: Option<String>,
     deleted: f64,
+    prev: Option<String>,
 }
 
-/// The text of one record as it was at version `at` of its key (`None`:
-/// it did not exist then, or is no longer kept).
+/// One record as it was at version `at` of its key: its text and the id
+/// before it then (`None`: it did not exist then, or is no longer kept).
 pub async fn record_at(
     db: &D1Database,
     user_id: &str,
     key: &str,
     id: &str,
     at: u64,
-) -> Result<Option<String>, SyncError> {
+) -> Result<Option<(String, Option<String>)>, SyncError> {
     let results = batch(
         db,
         "record-at",
@@ -543,7 +544,7 @@ pub async fn record_at(
             "sync_records",
             stmt(
                 db,
-                "SELECT r.data, r.deleted FROM sync_records r \
+                "SELECT r.data, r.deleted, r.prev FROM sync_records r \
                  WHERE r.user_id = ?1 AND r.key = ?2 AND r.rid = ?3 AND r.version IS NOT NULL \
                  AND +r.version <= ?4 ORDER BY r.seq DESC LIMIT 1",
                 &[text(user_id), text(key), text(id), uint(at)],
@@ -558,7 +559,7 @@ pub async fn record_at(
     Ok(rows::<RecordAtRow>(found)?
         .pop()
         .filter(|r| r.deleted == 0.0)
-        .and_then(|r| r.data))
+        .and_then(|r| Some((r.data?, r.prev))))
 }
 
 #[derive(Deserialize)]
