@@ -16,6 +16,12 @@ ALTER TABLE sync_history ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
 -- dropped rows they need).
 ALTER TABLE sync_history ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0;
 
+-- Each record list's newest write, {key: [version, updated_at]}: rewritten
+-- (in the counters row every commit writes anyway) only by a commit that
+-- changes a list, so a wake and a `hello` learn which lists changed without
+-- reading their records.
+ALTER TABLE sync_state ADD COLUMN lists TEXT NOT NULL DEFAULT '{}';
+
 CREATE TABLE sync_records (
   user_id TEXT NOT NULL,
   key TEXT NOT NULL,

@@ -228,6 +228,9 @@ pub struct Plan {
     pub prev_hist_seq: u64,
     /// The group created a key (the stored key list must be rewritten).
     pub new_keys: bool,
+    /// The group changed a record list's version (or which keys are lists):
+    /// the counters row's map of lists must be rewritten.
+    pub lists_changed: bool,
     pub history: Vec<HistoryRow>,
     /// Record rows to insert, in version order.
     pub record_rows: Vec<RecordRow>,
@@ -301,6 +304,20 @@ impl Plan {
 
     pub fn writes_anything(&self) -> bool {
         !self.history.is_empty() || !self.record_rows.is_empty() || !self.requests.is_empty()
+    }
+
+    /// Each record list after this plan: key → [version, updated_at] of its
+    /// newest write, as JSON, stored with the counters (rewritten only by a
+    /// group that changes one, in the row the commit writes anyway), so a
+    /// wake and a `hello` learn a list's version without reading its records.
+    pub fn list_map(&self) -> String {
+        let lists: BTreeMap<&str, (u64, i64)> = self
+            .keys
+            .iter()
+            .filter(|(_, m)| m.records && !m.deleted)
+            .map(|(k, m)| (k.as_str(), (m.version, m.updated_at)))
+            .collect();
+        serde_json::to_string(&lists).unwrap_or_default()
     }
 
     /// Every key the user has after this plan, sorted: stored with the
@@ -465,6 +482,11 @@ pub fn plan<O: Borrow<Op>>(state: &UserState, ops: &[O], now_ms: i64, values: &V
         p.replies.push(Ok(answer));
     }
     p.new_keys = p.keys.len() != state.keys.len();
+    let list_version = |m: &KeyMeta| (m.records && !m.deleted).then_some(m.version);
+    p.lists_changed = p
+        .keys
+        .iter()
+        .any(|(k, m)| list_version(m) != state.keys.get(k).and_then(list_version));
     p
 }
 

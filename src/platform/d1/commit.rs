@@ -52,13 +52,24 @@ struct MetaRow {
     updated_at: f64,
     hash: String,
     records: f64,
-    /// For a record list: its newest record row's version and time.
+    /// For a record list: its newest write's version and time (from the
+    /// counters row's map of lists).
     rversion: Option<f64>,
     rupdated: Option<f64>,
 }
 
+/// The entry of key `key` (a column) in the counters row's map of record
+/// lists, as `l` (`l.value` is `[version, updated_at]`); with `s`, the
+/// counters row, in scope.
+pub(super) fn list_entry(key: &str) -> String {
+    format!("LEFT JOIN json_each(s.lists) l ON l.key = {key}")
+}
+
+/// The newest version of a record list, from its map entry `l`.
+pub(super) const LIST_VERSION: &str = "json_extract(l.value, '$[0]')";
+
 /// The newest record row of the record list `h` (a `sync_history` row), one
-/// index seek: `col` of it.
+/// index seek: `col` of it (only for rows a read returns).
 pub(super) fn newest_record(col: &str) -> String {
     format!(
         "CASE WHEN h.records = 1 THEN (SELECT r.{col} FROM sync_records r \
@@ -82,11 +93,10 @@ pub async fn load_state(
     let uid = [text(user_id)];
     let current = format!(
         "SELECT h.key, h.id, h.version, h.deleted, h.updated_at, h.hash, h.records, \
-           {} AS rversion, {} AS rupdated \
-         FROM sync_state s CROSS JOIN json_each(s.keys) k CROSS JOIN sync_history h \
+           {LIST_VERSION} AS rversion, json_extract(l.value, '$[1]') AS rupdated \
+         FROM sync_state s CROSS JOIN json_each(s.keys) k CROSS JOIN sync_history h {} \
          WHERE s.user_id = ?1 AND h.user_id = ?1 AND h.key = k.value AND h.id = {}",
-        newest_record("version"),
-        newest_record("updated_at"),
+        list_entry("k.value"),
         latest_id("k.value")
     );
     let results = batch(
@@ -291,14 +301,18 @@ pub async fn commit(
         uint(plan.stored_bytes()),
         uint(plan.usage.bytes),
     ];
-    let sql = if plan.new_keys {
+    let mut also = String::new();
+    if plan.new_keys {
         let keys = serde_json::to_string(&plan.key_list())
             .map_err(|e| SyncError::Internal(e.to_string()))?;
         params.push(text(&keys));
-        format!("{guard}, keys = ?11 WHERE user_id = ?6")
-    } else {
-        format!("{guard} WHERE user_id = ?6")
-    };
+        also.push_str(&format!(", keys = ?{}", params.len()));
+    }
+    if plan.lists_changed {
+        params.push(text(&plan.list_map()));
+        also.push_str(&format!(", lists = ?{}", params.len()));
+    }
+    let sql = format!("{guard}{also} WHERE user_id = ?6");
     let mut statements = vec![("sync_state", stmt(db, &sql, &params)?)];
 
     let mut history = Vec::with_capacity(plan.history.len());

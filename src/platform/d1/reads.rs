@@ -2,7 +2,7 @@
 //! versions. Each is one batch (one transaction), so what it returns is one
 //! consistent moment.
 
-use super::commit::{latest_id, newest_record};
+use super::commit::{latest_id, list_entry, newest_record, LIST_VERSION};
 use super::{batch, db_err, rows, stmt, text, uint, Chunks, Labelled};
 use crate::error::SyncError;
 use crate::hub::{Values, Wanted};
@@ -148,33 +148,41 @@ pub async fn changes_since(
     path: Path,
     known: &HashMap<String, (u64, RecordSet)>,
 ) -> Result<Changes, SyncError> {
+    // A record list's version and time come from the counters row's map
+    // of lists (`l`); who wrote it last, from its newest record row, only
+    // for the rows returned.
     let cols = format!(
         "h.key, h.id, h.version, h.deleted, h.updated_at, h.device_id, h.data, h.records, \
-         {} AS rversion, {} AS rupdated, {} AS rdevice",
-        newest_record("version"),
-        newest_record("updated_at"),
+         CASE WHEN h.records = 1 THEN {LIST_VERSION} END AS rversion, \
+         CASE WHEN h.records = 1 THEN json_extract(l.value, '$[1]') END AS rupdated, {} AS rdevice",
         newest_record("device_id")
     );
-    let by_keys = |filter: &str| {
-        format!(
-            "SELECT {cols} FROM sync_state s CROSS JOIN json_each(s.keys) k CROSS JOIN sync_history h \
-             WHERE s.user_id = ?1 AND h.user_id = ?1 AND h.key = k.value AND h.id = {} {filter}",
-            latest_id("k.value")
-        )
-    };
     // A record list changed when a record did, even if its row did not.
-    let list_changed = format!("(h.records = 1 AND {} > ?2)", newest_record("version"));
+    let list_changed = format!("(h.records = 1 AND {LIST_VERSION} > ?2)");
     // `filter` narrows the rows before the current-row check (which costs a
     // lookup each): the chunk read only wants values stored in chunks.
     let rows_sql = |filter: &str| {
         match path {
+        // Keys whose row changed, through the version index; then the lists
+        // the map says changed (only those: none is looked up otherwise).
         Path::Versions => format!(
-            "SELECT {cols} FROM sync_history h WHERE h.user_id = ?1 AND h.version > ?2 {filter} AND h.id = {} \
-             UNION ALL {}",
+            "SELECT {cols} FROM sync_state s CROSS JOIN sync_history h {} \
+             WHERE s.user_id = ?1 AND h.user_id = ?1 AND h.version > ?2 {filter} AND h.id = {} \
+             UNION ALL \
+             SELECT {cols} FROM sync_state s CROSS JOIN json_each(s.lists) l CROSS JOIN sync_history h \
+             WHERE s.user_id = ?1 AND {LIST_VERSION} > ?2 AND h.user_id = ?1 AND h.key = l.key \
+             AND h.id = {} AND h.version <= ?2 AND h.records = 1 {filter}",
+            list_entry("h.key"),
             latest_id("h.key"),
-            by_keys(&format!("AND h.version <= ?2 AND {list_changed} {filter}"))
+            latest_id("l.key")
         ),
-        Path::Keys => by_keys(&format!("AND (h.version > ?2 OR {list_changed}) {filter}")),
+        Path::Keys => format!(
+            "SELECT {cols} FROM sync_state s CROSS JOIN json_each(s.keys) k CROSS JOIN sync_history h {} \
+             WHERE s.user_id = ?1 AND h.user_id = ?1 AND h.key = k.value AND h.id = {} \
+             AND (h.version > ?2 OR {list_changed}) {filter}",
+            list_entry("k.value"),
+            latest_id("k.value")
+        ),
     }
     };
     let current = rows_sql("");
