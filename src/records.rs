@@ -463,8 +463,6 @@ pub struct Rec {
 /// not grow with the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordSet {
-    /// The version at which the key became records (its epoch row).
-    pub epoch: u64,
     pub order: im_rc::Vector<Rc<str>>,
     pub recs: im_rc::HashMap<Rc<str>, Rec>,
     /// Bytes of the records' texts.
@@ -485,7 +483,7 @@ impl RecordSet {
     /// The set the live rows make. Their predecessors give the order; rows
     /// that the chain does not reach (which a consistent store never has)
     /// still come back, after it, by id, so nothing stored is dropped.
-    pub fn from_rows(epoch: u64, rows: Vec<StoredRec>) -> Self {
+    pub fn from_rows(rows: Vec<StoredRec>) -> Self {
         let mut recs: im_rc::HashMap<Rc<str>, Rec> = im_rc::HashMap::new();
         let mut next: HashMap<Option<Rc<str>>, Vec<Rc<str>>> = HashMap::new();
         let mut text_bytes = 0;
@@ -525,7 +523,6 @@ impl RecordSet {
             order.extend(rest);
         }
         Self {
-            epoch,
             order,
             recs,
             text_bytes,

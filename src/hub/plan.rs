@@ -1558,7 +1558,7 @@ mod tests {
                 })
             })
             .collect();
-        RecordSet::from_rows(0, live).value()
+        RecordSet::from_rows(live).value()
     }
 
     proptest! {

@@ -16,10 +16,7 @@ use std::rc::Rc;
 /// where its records start, then a row per record.
 pub(super) fn start(rows: &mut Rows<'_>, version: u64, list: &[Record<'_>], at: i64) {
     rows.p.hist_seq += 1;
-    let empty = RecordSet {
-        epoch: version,
-        ..RecordSet::default()
-    };
+    let empty = RecordSet::default();
     let (all, order) = changes(&empty, list);
     let row = HistoryRow {
         op: rows.op,
@@ -31,7 +28,8 @@ pub(super) fn start(rows: &mut Rows<'_>, version: u64, list: &[Record<'_>], at: 
         updated_at: at,
         device_id: rows.device_id.to_owned(),
         records: true,
-        size: records::join(list.iter().map(|r| r.text)).len(),
+        size: 2 + list.iter().map(|r| r.text.len() + 1).sum::<usize>()
+            - usize::from(!list.is_empty()),
     };
     if let Some(meta) = row.meta() {
         rows.p.keys.insert(rows.key.to_owned(), meta);

@@ -55,7 +55,7 @@ fn set_statement(
     ))
 }
 
-fn read_set(r: &D1Result, epoch: u64) -> Result<RecordSet, SyncError> {
+fn read_set(r: &D1Result) -> Result<RecordSet, SyncError> {
     let text = rows::<RecRows>(r)?
         .pop()
         .map(|r| r.rows)
@@ -75,7 +75,7 @@ fn read_set(r: &D1Result, epoch: u64) -> Result<RecordSet, SyncError> {
             updated_at: updated_at as i64,
         })
         .collect();
-    Ok(RecordSet::from_rows(epoch, rows))
+    Ok(RecordSet::from_rows(rows))
 }
 
 /// Record lists as they are now: (key, version it started at) each.
@@ -311,7 +311,7 @@ pub async fn lists_at(
     lists
         .iter()
         .zip(&results)
-        .map(|((key, epoch), r)| Ok((key.clone(), read_set(r, *epoch)?)))
+        .map(|((key, _), r)| Ok((key.clone(), read_set(r)?)))
         .collect()
 }
 
@@ -691,8 +691,8 @@ pub async fn versions(
         let results = batch(db, "versions", user_id, statements)
             .await
             .map_err(db_err("versions"))?;
-        for ((key, start, at, updated_at, device_id), r) in lists.into_iter().zip(&results) {
-            let set = read_set(r, start)?;
+        for ((key, _, at, updated_at, device_id), r) in lists.into_iter().zip(&results) {
+            let set = read_set(r)?;
             out.insert(
                 (key, at),
                 StoredVersion {
