@@ -107,9 +107,103 @@ pub fn decoy_record() -> PasswordRecord {
     }
 }
 
+/// Random bytes in a reset code: 100 bits, 20 characters of base32.
+pub const RESET_CODE_BYTES: usize = 13;
+const RESET_CODE_CHARS: usize = 20;
+/// How long a reset code works after the operator issued it.
+pub const RESET_CODE_TTL_MS: i64 = 60 * 60 * 1000;
+/// Crockford's base32: no I, L, O or U, so a code read out over the phone
+/// or copied by hand survives the usual mix-ups.
+const BASE32: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A reset code as the operator hands it on: `XXXX-XXXX-XXXX-XXXX-XXXX`.
+/// 100 random bits, so it is never guessed within its hour even without
+/// the rate limit; a fast hash then stores it safely.
+pub fn reset_code_from_bytes(random: &[u8; RESET_CODE_BYTES]) -> String {
+    let mut bits: u128 = 0;
+    for b in random {
+        bits = (bits << 8) | u128::from(*b);
+    }
+    let mut out = String::with_capacity(RESET_CODE_CHARS + 4);
+    for i in 0..RESET_CODE_CHARS {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        let shift = 5 * (RESET_CODE_CHARS - 1 - i);
+        out.push(BASE32[((bits >> shift) & 31) as usize] as char);
+    }
+    out
+}
+
+/// A code as typed: any case, with or without dashes and spaces, O for 0
+/// and I or L for 1. `None` when it cannot be a code at all.
+pub fn normalize_reset_code(typed: &str) -> Option<String> {
+    let mut out = String::with_capacity(RESET_CODE_CHARS);
+    for c in typed.chars() {
+        let c = match c.to_ascii_uppercase() {
+            '-' | ' ' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        };
+        if !c.is_ascii() || !BASE32.contains(&(c as u8)) || out.len() == RESET_CODE_CHARS {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == RESET_CODE_CHARS).then_some(out)
+}
+
+/// What the database stores for a reset code (its normalised form hashed).
+pub fn reset_code_hash(normalized: &str) -> String {
+    sha256_hex(format!("reset-code:{normalized}").as_bytes())
+}
+
+/// The shortest `ADMIN_TOKEN` that turns the admin API on.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// Whether `given` is the operator's admin token, in constant time: both
+/// are hashed first, so neither their contents nor their lengths show in
+/// the time taken.
+pub fn admin_token_matches(configured: &str, given: &str) -> bool {
+    let a = Sha256::digest(configured.as_bytes());
+    let b = Sha256::digest(given.as_bytes());
+    constant_time_eq(&a, &b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_codes_are_100_bits_and_survive_retyping() {
+        let code = reset_code_from_bytes(&[0xff; RESET_CODE_BYTES]);
+        assert_eq!(code, "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ");
+        let code = reset_code_from_bytes(&[0; RESET_CODE_BYTES]);
+        assert_eq!(code, "0000-0000-0000-0000-0000");
+        let code = reset_code_from_bytes(&[
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x0f, 0xed, 0xcb, 0xa9, 0x87,
+        ]);
+        assert_eq!(code.len(), 24);
+        let normal = normalize_reset_code(&code).unwrap();
+        assert_eq!(normal, code.replace('-', ""));
+        // Lower case, spaces, no dashes, O/I/L mix-ups all read the same.
+        let sloppy = code.to_lowercase().replace('-', " ").replace('0', "o").replace('1', "l");
+        assert_eq!(normalize_reset_code(&sloppy).as_deref(), Some(normal.as_str()));
+        for bad in ["", "ZZZZ", "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-Z", "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZU", "é"] {
+            assert_eq!(normalize_reset_code(bad), None, "{bad}");
+        }
+        assert_eq!(reset_code_hash(&normal).len(), 64);
+        assert_ne!(reset_code_hash(&normal), sha256_hex(normal.as_bytes()));
+    }
+
+    #[test]
+    fn admin_token_compare() {
+        let t = "x".repeat(40);
+        assert!(admin_token_matches(&t, &t));
+        assert!(!admin_token_matches(&t, &"x".repeat(39)));
+        assert!(!admin_token_matches(&t, ""));
+    }
 
     #[test]
     fn iterations_within_production_cap() {
