@@ -188,9 +188,22 @@ mod tests {
         let normal = normalize_reset_code(&code).unwrap();
         assert_eq!(normal, code.replace('-', ""));
         // Lower case, spaces, no dashes, O/I/L mix-ups all read the same.
-        let sloppy = code.to_lowercase().replace('-', " ").replace('0', "o").replace('1', "l");
-        assert_eq!(normalize_reset_code(&sloppy).as_deref(), Some(normal.as_str()));
-        for bad in ["", "ZZZZ", "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-Z", "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZU", "é"] {
+        let sloppy = code
+            .to_lowercase()
+            .replace('-', " ")
+            .replace('0', "o")
+            .replace('1', "l");
+        assert_eq!(
+            normalize_reset_code(&sloppy).as_deref(),
+            Some(normal.as_str())
+        );
+        for bad in [
+            "",
+            "ZZZZ",
+            "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-Z",
+            "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZU",
+            "é",
+        ] {
             assert_eq!(normalize_reset_code(bad), None, "{bad}");
         }
         assert_eq!(reset_code_hash(&normal).len(), 64);

@@ -144,24 +144,38 @@ mod tests {
         assert!(!allow("me@home.org", &[("me@home.org", false)]));
         assert!(!allow("kid@family.net", &[("@family.net", false)]));
         // An address allowed while its domain is not.
-        assert!(allow("kid@family.net", &[("@family.net", false), ("kid@family.net", true)]));
+        assert!(allow(
+            "kid@family.net",
+            &[("@family.net", false), ("kid@family.net", true)]
+        ));
         // Allowed only in the database.
         assert!(allow("new@else.org", &[("new@else.org", true)]));
         assert!(allow("x@else.org", &[("@else.org", true)]));
         // Open and closed ignore the list.
         let open = Registration::parse(Some("open"), "");
-        assert!(open.permits_with(&email("a@b.org"), &[("a@b.org".into(), false)]).is_ok());
+        assert!(open
+            .permits_with(&email("a@b.org"), &[("a@b.org".into(), false)])
+            .is_ok());
         let closed = Registration::parse(Some("closed"), "");
-        assert!(closed.permits_with(&email("a@b.org"), &[("a@b.org".into(), true)]).is_err());
+        assert!(closed
+            .permits_with(&email("a@b.org"), &[("a@b.org".into(), true)])
+            .is_err());
     }
 
     #[test]
     fn entries() {
-        assert_eq!(entries_for(&email("Me@Home.org")), ["me@home.org", "@home.org"]);
+        assert_eq!(
+            entries_for(&email("Me@Home.org")),
+            ["me@home.org", "@home.org"]
+        );
         assert_eq!(parse_entry(" Me@Home.org ").unwrap(), "me@home.org");
         assert_eq!(parse_entry("@Family.NET").unwrap(), "@family.net");
         for bad in ["", "@", "nobody", "a b@c.org", "@x y"] {
-            assert_eq!(parse_entry(bad).unwrap_err().code(), "invalid_request", "{bad:?}");
+            assert_eq!(
+                parse_entry(bad).unwrap_err().code(),
+                "invalid_request",
+                "{bad:?}"
+            );
         }
     }
 

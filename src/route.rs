@@ -426,7 +426,10 @@ mod tests {
             route("POST", "/api/auth/reset", None),
             Ok(Route::ResetPassword)
         );
-        assert_eq!(route("GET", "/api/admin/users", None), Ok(Route::AdminUsers));
+        assert_eq!(
+            route("GET", "/api/admin/users", None),
+            Ok(Route::AdminUsers)
+        );
         let me = || "me@x.org".to_string();
         for (m, action, r) in [
             ("POST", "reset-code", Route::AdminResetCode(me())),
@@ -438,7 +441,10 @@ mod tests {
             let path = format!("/api/admin/users/me%40x.org/{action}");
             assert_eq!(route(m, &path, None), Ok(r.clone()), "{path}");
             assert!(r.is_admin());
-            assert_eq!(route("PATCH", &path, None), Err(SyncError::MethodNotAllowed));
+            assert_eq!(
+                route("PATCH", &path, None),
+                Err(SyncError::MethodNotAllowed)
+            );
         }
         assert_eq!(
             route("DELETE", "/api/admin/users/me@x.org", None),

@@ -67,8 +67,14 @@ pub async fn handle(
                 .ok_or_else(|| SyncError::Internal("a reset code did not read back".into()))?;
             let now = now_ms();
             let expires_at = now + RESET_CODE_TTL_MS;
-            d1::issue_reset_code(db, &user.id, &auth::reset_code_hash(&normal), now, expires_at)
-                .await?;
+            d1::issue_reset_code(
+                db,
+                &user.id,
+                &auth::reset_code_hash(&normal),
+                now,
+                expires_at,
+            )
+            .await?;
             Ok(http::json(
                 200,
                 &ResetCodeResponse {

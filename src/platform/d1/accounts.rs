@@ -5,8 +5,8 @@
 use super::{db_err, int, num, rows, stmt, text, uint};
 use crate::account::AdminUser;
 use crate::error::SyncError;
-use crate::quota::Overrides;
 use crate::protocol::DeviceInfo;
+use crate::quota::Overrides;
 use crate::ratelimit::{Window, WINDOW_MS};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -137,11 +137,7 @@ pub async fn create_device(db: &D1Database, device: &NewDevice<'_>) -> Result<bo
 }
 
 fn changes(r: &worker::D1Result) -> u64 {
-    r.meta()
-        .ok()
-        .flatten()
-        .and_then(|m| m.changes)
-        .unwrap_or(0) as u64
+    r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0) as u64
 }
 
 #[derive(Deserialize)]
@@ -567,8 +563,8 @@ pub async fn allowlist_rows(
 ) -> Result<Vec<(String, bool)>, SyncError> {
     let r = match entries {
         Some(entries) => {
-            let json = serde_json::to_string(entries)
-                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            let json =
+                serde_json::to_string(entries).map_err(|e| SyncError::Internal(e.to_string()))?;
             stmt(
                 db,
                 "SELECT entry, allowed FROM registration_allowlist \

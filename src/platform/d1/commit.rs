@@ -333,7 +333,7 @@ pub async fn commit(
     let exists = "INSERT INTO sync_state (user_id, cursor, hist_seq) SELECT ?1, NULL, 0 \
         WHERE NOT EXISTS (SELECT 1 FROM sync_state WHERE user_id = ?1)";
     let mut statements = vec![
-        ("sync_state", stmt(db, exists, &[uid.clone()])?),
+        ("sync_state", stmt(db, exists, std::slice::from_ref(&uid))?),
         ("sync_state", stmt(db, &sql, &params)?),
     ];
 
