@@ -47,12 +47,14 @@ impl Registration {
             Self::Closed => return Err(SyncError::RegistrationClosed { allowlist: false }),
             Self::Allowlist(list) => list,
         };
-        let allowed = entries_for(email).into_iter().any(|entry| {
+        // The address's own entry decides before its domain's, so one
+        // address can be let in, or kept out, of a listed domain.
+        let allowed = entries_for(email).into_iter().find_map(|entry| {
             match changes.iter().find(|(e, _)| *e == entry) {
-                Some((_, allowed)) => *allowed,
-                None => list.contains(&entry),
+                Some((_, allowed)) => Some(*allowed),
+                None => list.contains(&entry).then_some(true),
             }
-        });
+        }) == Some(true);
         if allowed {
             Ok(())
         } else {
@@ -143,7 +145,8 @@ mod tests {
         // Disallowed in the database: the variable no longer lets it in.
         assert!(!allow("me@home.org", &[("me@home.org", false)]));
         assert!(!allow("kid@family.net", &[("@family.net", false)]));
-        // An address allowed while its domain is not.
+        // An address allowed while its domain is not, and the reverse.
+        assert!(!allow("kid@family.net", &[("kid@family.net", false)]));
         assert!(allow(
             "kid@family.net",
             &[("@family.net", false), ("kid@family.net", true)]
