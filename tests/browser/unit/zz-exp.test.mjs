@@ -1,0 +1,36 @@
+import { test, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeBrowser, FakeServer, devicesPerTest, loginToken, waitFor } from './fakes.mjs';
+const j = (v) => JSON.stringify(v);
+const { dev } = devicesPerTest(afterEach);
+const KEY = 'estimates';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+for (const patches of [false, true])
+test('follower stale write ' + patches, async () => {
+  const server = new FakeServer({ patches });
+  const token = server.seedUser('t7@example.com');
+  const browser = new FakeBrowser();
+  const lock = 'exp-lock-' + patches;
+  const t1 = dev(server, { token, tab: browser.tab(), lock, tabs: true });
+  await t1.sm.start();
+  await t1.sm.whenSynced(2000);
+  const t2 = dev(server, { tab: browser.tab(), lock, tabs: true });
+  await t2.sm.start();
+  const b = dev(server, { token: await loginToken(server, 't7@example.com') });
+  await b.sm.start();
+  await b.sm.whenSynced(2000);
+  t1.storage.setItem(KEY, j([{ id: 'x', n: 1 }, { id: 'y', n: 2 }]));
+  await waitFor(() => b.storage.getItem(KEY)?.includes('y'));
+  await sleep(50);
+  const mem = JSON.parse(t2.storage.getItem(KEY));
+  b.storage.setItem(KEY, j([{ id: 'x', n: 1, fromB: true }, { id: 'y', n: 2 }]));
+  await waitFor(() => t1.sm._read(KEY).includes('fromB'));
+  await sleep(50);
+  mem[0].fromTab2 = true;
+  t2.storage.setItem(KEY, j(mem));
+  console.log('t2 storage now', t2.sm._read(KEY));
+  await sleep(200);
+  console.log('server', server.value(server.userOf(token), KEY));
+  console.log('frames', server.log.filter((l) => ['put','patch'].includes(l.frame?.type)).map((l) => j(l.frame)));
+  console.log('conflicts', t1.sm.conflicts.length, t2.sm.conflicts.length);
+});
