@@ -71,6 +71,44 @@ test('storage full: the remote value is retried and taken once it fits', async (
   assert.equal(stateOf(b.storage).versions.notes, server.data.get(server.userOf(token)).keys.get('notes').version);
 });
 
+// Issue 19 item 1: a record list this device could not store must not be
+// overwritten by its next edit of the list it still holds.
+for (const patches of [false, true]) {
+  test(`storage full: an edit of the list this device still holds keeps the records it could not store (patches: ${patches})`, async () => {
+    const server = new FakeServer({ patches });
+    const email = `quota-records-${patches}@example.com`;
+    const token = server.seedUser(email);
+    const keys = ['estimates'];
+    const a = dev(server, { token, keys });
+    const qStorage = new MemoryStorage({ quota: 20_000 });
+    const q = dev(server, { token: await loginToken(server, email), storage: qStorage, keys, retryMs: 30 });
+    await Promise.all([a.sm.start(), q.sm.start()]);
+    const three = [0, 1, 2].map((i) => ({ id: `est-${i}`, client: `Client ${i}`, amount: i }));
+    a.storage.setItem('estimates', j(three));
+    await waitFor(() => q.storage.getItem('estimates') === j(three), { what: 'the 3 records on q' });
+    await q.sm.whenSynced(2000);
+    const many = [...three, ...Array.from({ length: 5000 }, (_, i) => ({ id: `more-${i}`, client: `Bulk ${i}`, amount: i }))];
+    a.storage.setItem('estimates', j(many));
+    await waitFor(() => q.sm.error?.code === 'storage_full', { what: 'q to report the full storage' });
+    assert.equal(q.storage.getItem('estimates'), j(three), 'q still holds the 3 records');
+
+    // q's app edits one field of the list it holds.
+    const list = JSON.parse(q.storage.getItem('estimates'));
+    list[1].client = 'Edited on Q';
+    q.storage.setItem('estimates', j(list));
+    const user = server.userOf(token);
+    await waitFor(() => server.value(user, 'estimates')?.includes('Edited on Q'), { what: 'q’s edit on the server' });
+    const stored = JSON.parse(server.value(user, 'estimates'));
+    assert.equal(stored.length, 5003, 'the 5,000 records q never stored are still there');
+    assert.equal(stored.find((r) => r.id === 'est-1').client, 'Edited on Q', 'and q’s edit too');
+    await waitFor(() => JSON.parse(a.storage.getItem('estimates')).length === 5003 && a.storage.getItem('estimates').includes('Edited on Q'), { what: 'both on a' });
+    // q still cannot store the merged list and says so; once it fits, it takes it.
+    assert.equal(q.sm.error?.code, 'storage_full');
+    qStorage.quota = Infinity;
+    await waitFor(() => q.storage.getItem('estimates') === server.value(user, 'estimates') && q.sm.status === 'synced', { what: 'q to take the merged list' });
+  });
+}
+
 // ------------------------------------------------------------------ tabs
 
 test('a tab that does not hold the connection tells the truth about its own edits', async () => {
