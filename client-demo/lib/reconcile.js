@@ -103,7 +103,11 @@ export const reconcile = {
       deviceId: change.deviceId,
     };
     const entry = this._queue.get(key);
-    if (!entry) return this._applyRemote(key, remote);
+    if (!entry) {
+      // Another tab's edit is in storage and its storage event still on the way: not overwritten (tab-follow.js).
+      if (this._tabEditUnheard(key)) return this._awaitTabEdit(key, remote);
+      return this._applyRemote(key, remote);
+    }
     if (this._inflightFor(key)) {
       // Our write is on its way: reconcile when its answer arrives.
       if (!entry.remote || entry.remote.version < remote.version) entry.remote = remote;
