@@ -112,7 +112,7 @@ export class SyncManager {
     this._holds = new Set();
 
     this._raw = installHook(this.storage, {
-      get: (k) => this._appRead(k),
+      get: (k, v) => this._appRead(k, v),
       set: (k, v) => this._hookedSet(k, v),
       remove: (k) => this._hookedRemove(k),
       clear: () => this._hookedClear(),
@@ -162,6 +162,11 @@ export class SyncManager {
       this._tabs = null;
     }
     this._leader = !this._tabs; // without coordination this instance syncs for itself
+    // With other tabs on this storage: key -> the value this tab's app last
+    // read or wrote. Another tab's write reaches this one as a storage event
+    // on a later task, maybe after the app's next write: this is what that
+    // write is judged against, in the syncing tab and in the others alike.
+    this._appSeen = this._tabs ? new Map() : null;
 
     this._load();
     // The sign-in is kept in IndexedDB too: storage cleared while this library was not loaded does not sign out.
@@ -639,10 +644,12 @@ export class SyncManager {
     if (!this._leader && old !== text) this._noteTabEdit(key, text);
     this._raw.setItem(key, text); // may throw (quota): then nothing is queued
     // The app holds `value`; if storage now holds more, the app has not seen it yet.
+    this._appSeen?.set(key, value);
     if (text !== value) this._appBase.set(key, value);
     else this._appBase.delete(key);
     if (old !== text) this._localEdit(key, text, old, text === value ? 'local' : 'merge');
-    if (lost.length && this._leader) {
+    if (lost.length) {
+      // In any tab: the app that wrote is told, and the log (shared by the tabs) keeps it.
       this._conflict({ key, resolution: 'merged', winner: 'both', kept: text, lost: undefined, lostElements: lost, version: this._state.versions[key] });
     }
     return undefined;
@@ -656,15 +663,18 @@ export class SyncManager {
    * remote edit is erased. Returns {text: what to store, lost}.
    */
   _mergeAppWrite(key, value, old) {
-    if (!this._appBase.has(key)) return { text: value, lost: [] };
-    const base = this._appBase.get(key);
+    const seen = this._appSeen?.has(key) ? this._appSeen : this._appBase;
+    if (!seen.has(key)) return { text: value, lost: [] };
+    const base = seen.get(key);
     if (base === old) return { text: value, lost: [] };
     return threeWayText(base, value, old) ?? { text: value, lost: [] };
   }
 
-  /** The app read `key`: it has seen what storage holds, its next write is judged against that. */
-  _appRead(key) {
-    if (this._appBase.size) this._appBase.delete(String(key));
+  /** The app read `key` (and was given `value`): its next write is judged against that. */
+  _appRead(key, value) {
+    key = String(key);
+    if (this._appBase.size) this._appBase.delete(key);
+    if (this._appSeen && this._tracked.has(key)) this._appSeen.set(key, value ?? null);
   }
 
   /** Something other than the app writes `value` over `before`: the app's next write is judged against `before`. */
@@ -676,6 +686,7 @@ export class SyncManager {
     key = String(key);
     if (!this._tracked.has(key)) return this._raw.removeItem(key);
     this._appBase.delete(key);
+    this._appSeen?.delete(key);
     const old = this._read(key);
     if (!this._leader && old !== null) this._noteTabEdit(key, null);
     this._raw.removeItem(key);
@@ -696,6 +707,7 @@ export class SyncManager {
 
   _afterClear() {
     this._appBase.clear();
+    this._appSeen?.clear();
     if (this._token) this._meta.set('token', this._token);
     if (this._leader) {
       this._queue.clear();
@@ -843,10 +855,20 @@ export class SyncManager {
 
   _conflict(info) {
     const record = this._withRestore({ id: this._newId(), at: this._now(), ...info });
+    if (this._tabs) this._adoptStoredConflicts(); // another tab may have logged some meanwhile
     this.conflicts.unshift(record);
     this.conflicts.length = Math.min(this.conflicts.length, MAX_CONFLICTS);
     this._log.save(this.conflicts);
     this._emit('conflict', record);
+  }
+
+  /** Takes the records another tab of this browser added to the stored log (the log is shared by the tabs). */
+  _adoptStoredConflicts() {
+    const known = new Set(this.conflicts.map((c) => c.id));
+    const fresh = this._log.load().filter((r) => !known.has(r.id));
+    if (!fresh.length) return;
+    this.conflicts = [...fresh.map((r) => this._withRestore(r)), ...this.conflicts].sort((a, b) => b.at - a.at);
+    this.conflicts.length = Math.min(this.conflicts.length, MAX_CONFLICTS);
   }
 
   /** A conflict record with its restore(): the losing value, or the losing elements, made current again. */
@@ -1194,8 +1216,10 @@ export class SyncManager {
       this._state = this._freshState(readJson(e.newValue) ?? {});
       return;
     }
-    if (key === STORAGE_KEYS.conflicts && !this._leader) {
-      this.conflicts = this._log.load().map((r) => this._withRestore(r));
+    if (key === STORAGE_KEYS.conflicts) {
+      // The syncing tab keeps what it logged and adds what a following tab logged.
+      if (this._leader) this._adoptStoredConflicts();
+      else this.conflicts = this._log.load().map((r) => this._withRestore(r));
       return;
     }
     if (!this._tracked.has(key) || e.newValue === e.oldValue) return;
@@ -1203,6 +1227,7 @@ export class SyncManager {
     this._noteForeignWrite(key, e.oldValue, e.newValue);
     if (this._leader) {
       const rec = this._takeTabEdit(key, e.newValue);
+      this._tabEditHeard(key, e.oldValue);
       this._localEdit(key, e.newValue, e.oldValue, 'tab', rec?.updatedAt);
       this._postStatus(rec ? [rec.id] : []);
     } else {

@@ -103,7 +103,11 @@ export const reconcile = {
       deviceId: change.deviceId,
     };
     const entry = this._queue.get(key);
-    if (!entry) return this._applyRemote(key, remote);
+    if (!entry) {
+      // Another tab's edit is in storage and its storage event still on the way: not overwritten (tab-follow.js).
+      if (this._tabEditUnheard(key)) return this._awaitTabEdit(key, remote);
+      return this._applyRemote(key, remote);
+    }
     if (this._inflightFor(key)) {
       // Our write is on its way: reconcile when its answer arrives.
       if (!entry.remote || entry.remote.version < remote.version) entry.remote = remote;
@@ -156,14 +160,24 @@ export const reconcile = {
    */
   _adoptMerge(entry, local, merged, remote, lost = []) {
     const { key } = entry;
-    this._markSynced(key, remote.version, remote.value);
     if (merged === remote.value) {
       this._queue.delete(key);
-      this._applyRemote(key, remote);
+      this._applyRemote(key, remote); // marks it synced, or keeps it unapplied when it does not fit
     } else {
-      if (merged !== local && this._writeData(key, merged)) {
+      if (merged !== local) {
+        if (!this._writeData(key, merged)) {
+          // The merge does not fit in storage: the edit stays based on the
+          // version this device holds (a fast-forward from `remote` would
+          // erase what it never stored); the server merges it instead.
+          delete entry.remote;
+          this._queue.set(key, entry); // (a first sign-in's merge: the local value still goes up)
+          this._queue.save();
+          this._cannotStore(key, remote);
+          return;
+        }
         this._emit('change', { key, value: merged, source: 'merge' });
       }
+      this._markSynced(key, remote.version, remote.value);
       Object.assign(entry, {
         base: remote.value,
         baseVersion: remote.version,

@@ -8,8 +8,8 @@
 // and dispatches on `this`; plain objects (tests, custom stores) get own
 // properties instead.
 //
-// The handler is {get(key), set(key, value), remove(key), clear()}; get only
-// listens (the value comes from storage).
+// The handler is {get(key, value), set(key, value), remove(key), clear()};
+// get only listens (it is told the value the app is given).
 
 const METHODS = ['getItem', 'setItem', 'removeItem', 'clear'];
 const protoHooks = new Map(); // storage object -> handler
@@ -25,8 +25,9 @@ export function installHook(storage, handler) {
       const { getItem, setItem, removeItem, clear } = proto;
       protoOriginals = { getItem, setItem, removeItem, clear };
       proto.getItem = function (key) {
-        protoHooks.get(this)?.get(key);
-        return getItem.call(this, key);
+        const value = getItem.call(this, key);
+        protoHooks.get(this)?.get(key, value);
+        return value;
       };
       proto.setItem = function (key, value) {
         const h = protoHooks.get(this);
@@ -63,8 +64,9 @@ export function installHook(storage, handler) {
   const hide = (name, value) =>
     Object.defineProperty(storage, name, { value, configurable: true, writable: true, enumerable: false });
   hide('getItem', (k) => {
-    handler.get(k);
-    return raw.getItem(k);
+    const value = raw.getItem(k);
+    handler.get(k, value);
+    return value;
   });
   hide('setItem', (k, v) => handler.set(k, v));
   hide('removeItem', (k) => handler.remove(k));

@@ -5,6 +5,10 @@
 
 import { fingerprint, newId } from './util.js';
 
+// How long the syncing tab waits for the storage event of another tab's
+// edit it found in storage before it treats the edit as made unseen.
+const TAB_EVENT_WAIT_MS = 1000;
+
 export const following = {
   _becomeLeader() {
     this._leader = true;
@@ -58,6 +62,44 @@ export const following = {
     this._meta.setJson('edits', edits);
     for (const [other, k] of this._tabPending) if (k === key) this._tabPending.delete(other);
     this._tabPending.set(id, key);
+  },
+
+  /**
+   * True in the syncing tab when storage holds a value of `key` it has not
+   * synced and no queued edit: another tab wrote it and its storage event
+   * has not arrived yet (browsers deliver it on a later task).
+   */
+  _tabEditUnheard(key) {
+    if (!this._tabs || !this._leader || !this._state.initialized || this._unapplied.has(key)) return false;
+    const synced = this._state.synced[key];
+    return synced !== undefined && fingerprint(this._read(key)) !== synced;
+  },
+
+  /**
+   * A remote change met such an edit: writing it would erase the edit. The
+   * edit is queued now, with the remote change to merge, and held until its
+   * storage event brings the value it was made on (the merge base); after
+   * TAB_EVENT_WAIT_MS without one it goes as an edit made unseen.
+   */
+  _awaitTabEdit(key, remote) {
+    const edits = this._meta.getJson('edits') ?? {};
+    const rec = edits[key]?.fp === fingerprint(this._read(key)) ? edits[key] : null;
+    const entry = { key, requestId: this._newId(), updatedAt: rec?.updatedAt ?? this._now(), remote, awaitingTab: true };
+    if (this._state.versions[key] !== undefined) entry.baseVersion = this._state.versions[key];
+    entry.heldUntil = this._now() + TAB_EVENT_WAIT_MS;
+    this._queue.set(key, entry);
+    this._queue.save();
+    setTimeout(() => this._flushSoon(), TAB_EVENT_WAIT_MS + 10);
+    this._updateStatus();
+  },
+
+  /** The storage event of another tab's write of `key` (made over `before`) arrived: an edit waiting for it has its base. */
+  _tabEditHeard(key, before) {
+    const entry = this._queue.get(key);
+    if (!entry?.awaitingTab) return;
+    delete entry.awaitingTab;
+    delete entry.heldUntil;
+    if (!('base' in entry) && fingerprint(before) === this._state.synced[key]) entry.base = before;
   },
 
   /** The edit time another tab recorded for `key`'s current `value`, taken (removed) from storage. */

@@ -1007,3 +1007,63 @@ test('patch frames: a one-field edit of a 5,000-element list sends < 2 KB and th
   assert.ok(sent < 2048, `a sent ${sent} bytes (frames: ${after[0].types.slice(before[0].types.length).join(' ')})`);
   assert.ok(received < 2048, `b received ${received} bytes (frames: ${after[1].types.slice(before[1].types.length).join(' ')})`);
 });
+
+// ------------------------------------------------------------ issue 19
+
+/** The server's current value of `key`, read by `page`'s SyncManager (GET /api/sync/{key}). */
+const serverValue = (page, key) =>
+  page.evaluate(async (k) => (await window.sync._request('GET', `/sync/${encodeURIComponent(k)}`)).value ?? null, key);
+
+test('storage full: an edit of the 3-record list a device still holds keeps the 5,000 records it could not store', { timeout: 120_000 }, async () => {
+  const { a, b: q } = await twoBareDevices();
+  const three = [0, 1, 2].map((i) => ({ id: `est-${i}`, client: `Client ${i}`, amount: 100 + i, updatedAt: 1700000000000 + i }));
+  await setItem(a.page, KEY, JSON.stringify(three));
+  await waitValue(q.page, KEY, (v) => v !== null && v.includes('est-2'), 'the 3 records on q');
+  await waitSynced(q.page);
+  // Fill q's localStorage (an untracked key) to its quota, then free a little (~512K characters).
+  await q.page.evaluate(() => {
+    const chunk = 'j'.repeat(256 * 1024);
+    let n = 0;
+    try {
+      for (; n < 400; n++) localStorage.setItem(`junk-${n}`, chunk);
+    } catch (e) {
+      if (e.name !== 'QuotaExceededError') throw e;
+    }
+    localStorage.removeItem(`junk-${n - 1}`);
+    localStorage.removeItem(`junk-${n - 2}`);
+  });
+  // a writes a ~1 MB list: the 3 records and 5,000 more.
+  await a.page.evaluate(
+    ([k, three]) => {
+      const more = Array.from({ length: 5000 }, (_, i) => ({ id: `more-${i}`, client: `Bulk client ${i}`, notes: 'n'.repeat(150), amount: i }));
+      localStorage.setItem(k, JSON.stringify([...three, ...more]));
+    },
+    [KEY, three],
+  );
+  await waitSynced(a.page);
+  await q.page.waitForFunction(() => window.sync.error?.code === 'storage_full', null, { timeout: 20_000 });
+  assert.equal(await getItem(q.page, KEY), JSON.stringify(three), 'q still holds the 3 records');
+
+  // q's app edits one field of the list it holds.
+  await appEdit(q.page, KEY, (list) => list.map((x) => (x.id === 'est-1' ? { ...x, client: 'Edited on Q' } : x)), true);
+  const done = async () => {
+    const v = await serverValue(a.page, KEY);
+    return v !== null && v.includes('Edited on Q') ? v : null;
+  };
+  const end = Date.now() + WAIT;
+  let value = null;
+  while (!(value = await done()) && Date.now() < end) await sleep(200);
+  assert.ok(value, 'q’s edit reaches the server');
+  const list = JSON.parse(value);
+  assert.equal(list.length, 5003, 'the 5,000 records q never stored are still on the server');
+  assert.equal(list.find((x) => x.id === 'est-1').client, 'Edited on Q');
+  await waitValue(a.page, KEY, (v) => v !== null && v.includes('Edited on Q') && v.includes('more-4999'), 'a has both');
+  assert.equal(await q.page.evaluate(() => window.sync.error?.code ?? null), 'storage_full', 'q still says it cannot store the list');
+
+  // Space freed: q takes the merged list.
+  await q.page.evaluate(() => {
+    for (const k of Object.keys(localStorage)) if (k.startsWith('junk-')) localStorage.removeItem(k);
+  });
+  await q.page.waitForFunction(() => window.sync.status === 'synced', null, { timeout: 30_000 });
+  assert.equal(await getItem(q.page, KEY), await serverValue(a.page, KEY));
+});

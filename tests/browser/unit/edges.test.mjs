@@ -71,6 +71,44 @@ test('storage full: the remote value is retried and taken once it fits', async (
   assert.equal(stateOf(b.storage).versions.notes, server.data.get(server.userOf(token)).keys.get('notes').version);
 });
 
+// Issue 19 item 1: a record list this device could not store must not be
+// overwritten by its next edit of the list it still holds.
+for (const patches of [false, true]) {
+  test(`storage full: an edit of the list this device still holds keeps the records it could not store (patches: ${patches})`, async () => {
+    const server = new FakeServer({ patches });
+    const email = `quota-records-${patches}@example.com`;
+    const token = server.seedUser(email);
+    const keys = ['estimates'];
+    const a = dev(server, { token, keys });
+    const qStorage = new MemoryStorage({ quota: 20_000 });
+    const q = dev(server, { token: await loginToken(server, email), storage: qStorage, keys, retryMs: 30 });
+    await Promise.all([a.sm.start(), q.sm.start()]);
+    const three = [0, 1, 2].map((i) => ({ id: `est-${i}`, client: `Client ${i}`, amount: i }));
+    a.storage.setItem('estimates', j(three));
+    await waitFor(() => q.storage.getItem('estimates') === j(three), { what: 'the 3 records on q' });
+    await q.sm.whenSynced(2000);
+    const many = [...three, ...Array.from({ length: 5000 }, (_, i) => ({ id: `more-${i}`, client: `Bulk ${i}`, amount: i }))];
+    a.storage.setItem('estimates', j(many));
+    await waitFor(() => q.sm.error?.code === 'storage_full', { what: 'q to report the full storage' });
+    assert.equal(q.storage.getItem('estimates'), j(three), 'q still holds the 3 records');
+
+    // q's app edits one field of the list it holds.
+    const list = JSON.parse(q.storage.getItem('estimates'));
+    list[1].client = 'Edited on Q';
+    q.storage.setItem('estimates', j(list));
+    const user = server.userOf(token);
+    await waitFor(() => server.value(user, 'estimates')?.includes('Edited on Q'), { what: 'q’s edit on the server' });
+    const stored = JSON.parse(server.value(user, 'estimates'));
+    assert.equal(stored.length, 5003, 'the 5,000 records q never stored are still there');
+    assert.equal(stored.find((r) => r.id === 'est-1').client, 'Edited on Q', 'and q’s edit too');
+    await waitFor(() => JSON.parse(a.storage.getItem('estimates')).length === 5003 && a.storage.getItem('estimates').includes('Edited on Q'), { what: 'both on a' });
+    // q still cannot store the merged list and says so; once it fits, it takes it.
+    assert.equal(q.sm.error?.code, 'storage_full');
+    qStorage.quota = Infinity;
+    await waitFor(() => q.storage.getItem('estimates') === server.value(user, 'estimates') && q.sm.status === 'synced', { what: 'q to take the merged list' });
+  });
+}
+
 // ------------------------------------------------------------------ tabs
 
 test('a tab that does not hold the connection tells the truth about its own edits', async () => {
@@ -140,6 +178,90 @@ test('without Web Locks the tabs elect one syncing tab through a lease: one sock
   });
   follower.storage.setItem('estimates', j([{ id: 'after' }]));
   await waitFor(() => server.value(server.userOf(token), 'estimates') === j([{ id: 'after' }]), { what: 'synced by the new leader' });
+});
+
+// Issue 19 item 7: a stale write in any tab gets the syncing tab's treatment.
+
+/** One browser (tab 1 syncs, tab 2 follows) and a second device b, all synced on a two-record list. */
+async function tabsAndDevice(name) {
+  const server = new FakeServer();
+  const email = `${name}@example.com`;
+  const token = server.seedUser(email);
+  const browser = new FakeBrowser();
+  const lock = lockName();
+  const tab1 = browser.tab();
+  const tab2 = browser.tab();
+  const t1 = { ...dev(server, { token, tab: tab1, lock, tabs: true }), tab: tab1 };
+  await t1.sm.start();
+  await t1.sm.whenSynced(2000);
+  const t2 = { ...dev(server, { tab: tab2, lock, tabs: true }), tab: tab2 };
+  await t2.sm.start();
+  const b = dev(server, { token: await loginToken(server, email) });
+  await b.sm.start();
+  await b.sm.whenSynced(2000);
+  t1.storage.setItem('estimates', j([{ id: 'x', n: 1 }, { id: 'y', n: 2 }]));
+  await waitFor(() => b.storage.getItem('estimates')?.includes('"y"'), { what: 'the list on b' });
+  await waitFor(() => t1.sm.status === 'synced' && t2.sm.status === 'synced', { what: 'both tabs synced' });
+  await sleep(20); // every storage event delivered
+  return { server, user: server.userOf(token), browser, t1, t2, b };
+}
+
+const allSynced = (...ds) => waitFor(() => ds.every((d) => d.sm.status === 'synced'), { what: 'everyone synced' });
+
+for (const writer of ['t1', 't2']) {
+  test(`a stale write of a record another device changed: the ${writer === 't1' ? 'syncing' : 'following'} tab's gets the stale-write treatment`, async () => {
+    const s = await tabsAndDevice(`stale-${writer}`);
+    const tab = s[writer];
+    const mem = JSON.parse(tab.storage.getItem('estimates')); // the app holds the list
+    s.b.storage.setItem('estimates', j([{ id: 'x', n: 1, fromB: true }, { id: 'y', n: 2 }]));
+    await waitFor(() => tab.sm._read('estimates').includes('fromB'), { what: 'b’s field in the tab’s storage' });
+    await sleep(20);
+    mem[0].fromTab = true;
+    tab.storage.setItem('estimates', j(mem)); // its stale copy, another field on x
+    await waitFor(() => s.server.value(s.user, 'estimates')?.includes('fromTab'), { what: 'the write on the server' });
+    await allSynced(s.t1, s.t2, s.b);
+    const stored = s.server.value(s.user, 'estimates');
+    // b's field is either kept or reported (restorable) in every tab: never gone silently.
+    if (!stored.includes('fromB')) {
+      for (const t of [s.t1, s.t2]) {
+        await waitFor(() => t.sm.conflicts.some((c) => c.key === 'estimates' && j(c.lostElements ?? []).includes('fromB')), {
+          what: `the conflict in ${t === s.t1 ? 'tab 1' : 'tab 2'}'s log`,
+        });
+      }
+    }
+    assert.equal(s.t1.sm._read('estimates'), stored);
+    assert.equal(s.b.storage.getItem('estimates'), stored);
+  });
+}
+
+test('a following tab’s app writes its stale list before that tab has heard of a remote change: the change stays', async () => {
+  const s = await tabsAndDevice('stale-race-follower');
+  const mem = JSON.parse(s.t2.storage.getItem('estimates'));
+  s.t2.tab.eventDelayMs = 200; // tab 2 hears of tab 1's writes late
+  s.b.storage.setItem('estimates', j([{ id: 'x', n: 1 }, { id: 'y', n: 2, fromB: true }]));
+  await waitFor(() => s.t1.sm._read('estimates').includes('fromB'), { what: 'b’s edit in storage' });
+  mem[0].fromTab2 = true;
+  s.t2.storage.setItem('estimates', j(mem)); // before its storage event arrived
+  await waitFor(() => s.server.value(s.user, 'estimates')?.includes('fromTab2'), { what: 'tab 2’s edit on the server' });
+  await allSynced(s.t1, s.t2, s.b);
+  const want = j([{ id: 'x', n: 1, fromTab2: true }, { id: 'y', n: 2, fromB: true }]);
+  assert.equal(s.server.value(s.user, 'estimates'), want);
+  await waitFor(() => s.b.storage.getItem('estimates') === want && s.t1.sm._read('estimates') === want, { what: 'both edits everywhere' });
+});
+
+test('a remote change reaches the syncing tab before it has heard of a following tab’s (stale) edit: both stay', async () => {
+  const s = await tabsAndDevice('stale-race-leader');
+  s.t1.tab.eventDelayMs = 200; // tab 1 hears of tab 2's writes late
+  const list = JSON.parse(s.t2.storage.getItem('estimates'));
+  list[0].fromTab2 = true;
+  s.t2.storage.setItem('estimates', j(list));
+  s.b.storage.setItem('estimates', j([{ id: 'x', n: 1 }, { id: 'y', n: 2, fromB: true }]));
+  await waitFor(() => s.server.value(s.user, 'estimates')?.includes('fromB'), { what: 'b’s edit on the server' });
+  await sleep(250);
+  await allSynced(s.t1, s.t2, s.b);
+  const want = j([{ id: 'x', n: 1, fromTab2: true }, { id: 'y', n: 2, fromB: true }]);
+  assert.equal(s.server.value(s.user, 'estimates'), want);
+  await waitFor(() => s.b.storage.getItem('estimates') === want && s.t1.sm._read('estimates') === want, { what: 'both edits everywhere' });
 });
 
 // ------------------------------------------------------------ after stop()

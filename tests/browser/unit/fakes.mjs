@@ -102,7 +102,8 @@ export class FakeBrowser {
     const browser = this;
     const shared = this.shared;
     const win = new EventTarget();
-    const tabRef = { win };
+    // eventDelayMs: how late storage events reach this tab (a browser delivers them on a later task).
+    const tabRef = { win, eventDelayMs: 1 };
     const notify = (key, oldValue, newValue) => {
       for (const other of browser.tabs) {
         if (other === tabRef) continue;
@@ -111,7 +112,7 @@ export class FakeBrowser {
           const ev = new Event('storage');
           Object.assign(ev, { key, oldValue, newValue, storageArea: other.storage });
           other.win.dispatchEvent(ev);
-        }, 1);
+        }, other.eventDelayMs);
       }
     };
     tabRef.storage = {
