@@ -23,6 +23,7 @@ mod client;
 
 mod d1cost;
 mod d1log;
+mod hardened;
 mod inflight;
 mod launch;
 mod records;
@@ -65,6 +66,8 @@ pub struct Opts {
     pub records_only: bool,
     /// Timed edits per list in that section (default 100; quick 5).
     pub record_edits: Option<usize>,
+    /// Only issue #19's scenarios (`hardened.rs`).
+    pub hardened_only: bool,
 }
 
 impl Opts {
@@ -74,11 +77,13 @@ impl Opts {
         let mut deep_secs = None;
         let mut records_only = false;
         let mut record_edits = None;
+        let mut hardened_only = false;
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--quick" => quick = true,
                 "--records" => records_only = true,
+                "--records-hardened" => hardened_only = true,
                 "--record-edits" => {
                     let v = args.next().ok_or("--record-edits needs a number")?;
                     record_edits = Some(
@@ -99,23 +104,29 @@ impl Opts {
                 // `cargo bench` passes --bench to harness-less targets.
                 "--bench" => {}
                 "-h" | "--help" => {
-                    println!("usage: load [--quick] [--records] [--record-edits N] [--out FILE.json] [--deep-seconds S]");
+                    println!("usage: load [--quick] [--records | --records-hardened] [--record-edits N] [--out FILE.json] [--deep-seconds S]");
                     println!(
                         "  --deep-seconds: time for the deep-history setup (default 300; quick 8)"
                     );
                     println!("  --records: only the record-list section (issues #12, #13)");
+                    println!("  --records-hardened: only issue #19's scenarios (structural edits, 25,000 records, retention, memory, fresh vs deep keys)");
                     println!("  --record-edits: timed one-field edits per list there (default 100; quick 5)");
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
             }
         }
+        if records_only && hardened_only {
+            return Err("--records and --records-hardened: choose one".into());
+        }
         let out = out.unwrap_or_else(|| {
-            launch::repo_root().join(match (records_only, quick) {
-                (true, true) => "target/bench/records-quick.json",
-                (true, false) => "target/bench/records.json",
-                (false, true) => "target/bench/load-quick.json",
-                (false, false) => "target/bench/load.json",
+            launch::repo_root().join(match (records_only, hardened_only, quick) {
+                (true, _, true) => "target/bench/records-quick.json",
+                (true, _, false) => "target/bench/records.json",
+                (_, true, true) => "target/bench/records-hardened-quick.json",
+                (_, true, false) => "target/bench/records-hardened.json",
+                (false, false, true) => "target/bench/load-quick.json",
+                (false, false, false) => "target/bench/load.json",
             })
         });
         let deep_budget = Duration::from_secs(deep_secs.unwrap_or(if quick { 8 } else { 300 }));
@@ -125,6 +136,7 @@ impl Opts {
             deep_budget,
             records_only,
             record_edits,
+            hardened_only,
         })
     }
 }
@@ -212,6 +224,9 @@ fn run(opts: &Opts) -> Result<(), String> {
     records::self_test()?;
     if opts.records_only {
         return run_records(opts, progress, report);
+    }
+    if opts.hardened_only {
+        return run_hardened(opts, progress, report);
     }
     let mut table = Table::new(&["Measure", "alternassist-sync", "baseline (JS DO)", "ratio"]);
     let tmp = std::env::temp_dir().join(format!("alternassist-bench-{}", std::process::id()));
@@ -382,6 +397,10 @@ fn run(opts: &Opts) -> Result<(), String> {
     report["d1Cost"] = costs.json;
     report["records"] = recs.json;
 
+    // Issue #19's scenarios, on Workers of their own.
+    let hard = hardened::run(&hardened::Plan::new(opts.quick, opts.deep_budget), progress)?;
+    report["recordsHardened"] = hard.json;
+
     // Size of ours.
     let (wasm, wasm_gz) = scenarios::wasm_size()?;
     table.row(
@@ -402,7 +421,7 @@ fn run(opts: &Opts) -> Result<(), String> {
         costs.edits.markdown(),
         costs.wake.markdown()
     );
-    for t in &recs.tables {
+    for t in recs.tables.iter().chain(&hard.tables) {
         markdown.push('\n');
         markdown.push_str(&t.markdown());
     }
@@ -432,6 +451,32 @@ fn run_records(opts: &Opts, progress: &Progress, mut report: Value) -> Result<()
     report["table"] = json!(markdown);
     println!(
         "\nrecords (issues #12, #13): commit {}, Worker wasm {wasm} bytes ({wasm_gz} gzip -9)",
+        report["commit"].as_str().unwrap_or("?")
+    );
+    finish(opts, report, &markdown, t_run)
+}
+
+/// `--records-hardened`: only issue #19's scenarios.
+fn run_hardened(opts: &Opts, progress: &Progress, mut report: Value) -> Result<(), String> {
+    let t_run = progress.t0;
+    report["mode"] = json!(if opts.quick {
+        "records-hardened-quick"
+    } else {
+        "records-hardened"
+    });
+    let hard = hardened::run(&hardened::Plan::new(opts.quick, opts.deep_budget), progress)?;
+    report["recordsHardened"] = hard.json;
+    let (wasm, wasm_gz) = scenarios::wasm_size()?;
+    report["wasm"] = json!({"bytes": wasm, "gzipBytes": wasm_gz});
+    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
+    report["seconds"] = json!(t_run.elapsed().as_secs());
+    report["steps"] = progress.json();
+    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+    let markdown: Vec<String> = hard.tables.iter().map(Table::markdown).collect();
+    let markdown = markdown.join("\n");
+    report["table"] = json!(markdown);
+    println!(
+        "\nrecords hardened (issue #19): commit {}, Worker wasm {wasm} bytes ({wasm_gz} gzip -9)",
         report["commit"].as_str().unwrap_or("?")
     );
     finish(opts, report, &markdown, t_run)
