@@ -353,9 +353,23 @@ struct ListRun {
     cold_read: Cost,
     cold_matches: bool,
     warm_again: Duration,
+    /// Requests refused (step → the answer), e.g. a 500.
+    errors: BTreeMap<&'static str, String>,
 }
 
 impl ListRun {
+    fn failed(&mut self, step: &'static str, e: String) {
+        self.errors.insert(step, e.chars().take(300).collect());
+    }
+
+    /// The table's cell for `step`: `ok`, or that it was refused.
+    fn cell(&self, step: &str, ok: (String, f64)) -> (String, f64) {
+        match self.errors.get(step) {
+            None => ok,
+            Some(e) => (format!("**failed**: {e}"), f64::NAN),
+        }
+    }
+
     fn op(&self, op: Op) -> (Summary, Summary) {
         self.ops
             .get(&op)
@@ -389,7 +403,17 @@ impl ListRun {
             "matchesAfterPatches": self.matches, "finalBytes": self.final_bytes,
             "afterRestart": {"firstGetMs": ms2(self.cold_get), "firstGetD1": self.cold_read.json(),
                              "matches": self.cold_matches, "secondGetMs": ms2(self.warm_again)},
+            "errors": self.errors,
         })
+    }
+}
+
+/// `get_json`, keeping a refusal as its text: (body or error, time).
+fn try_get(t: &Target, token: &str, path: &str) -> (Result<Value, String>, Duration) {
+    let t0 = Instant::now();
+    match get_json(t, token, path) {
+        Ok((v, took)) => (Ok(v), took),
+        Err(e) => (Err(e), t0.elapsed()),
     }
 }
 
@@ -475,17 +499,24 @@ fn list_run(
     get_json(t, &sub.token, &key_path)?;
     r.get_key_read = Cost::of(&log.wait(&mark, &sub.user_id));
 
-    // The key's history, and its first version rebuilt.
-    let (h, took) = get_json(t, &sub.token, &format!("{key_path}/history"))?;
+    // The key's history, and its first version rebuilt. A refusal is a
+    // finding, kept in the table, not the end of the run.
+    let (h, took) = try_get(t, &sub.token, &format!("{key_path}/history"));
     r.history_list = took;
-    r.history_entries = h["history"].as_array().map_or(0, Vec::len);
-    let (v, took) = get_json(
+    match h {
+        Ok(h) => r.history_entries = h["history"].as_array().map_or(0, Vec::len),
+        Err(e) => r.failed("history", e),
+    }
+    let (v, took) = try_get(
         t,
         &sub.token,
         &format!("{key_path}/history/{}", sub.create_version),
-    )?;
+    );
     r.version_read = took;
-    r.version_matches = v["value"].as_str() == Some(sub.created.as_str());
+    match v {
+        Ok(v) => r.version_matches = v["value"].as_str() == Some(sub.created.as_str()),
+        Err(e) => r.failed("firstVersion", e),
+    }
 
     // One record's history and its restore to its first kept version.
     let id = m
@@ -498,15 +529,20 @@ fn list_run(
         .or_else(|| m.elems.first().map(|e| id_of(e).to_string()))
         .ok_or("an empty list")?;
     let rec_path = format!("{key_path}/records/{}", enc(&id));
-    let (h, took) = get_json(t, &sub.token, &format!("{rec_path}/history"))?;
+    let (h, took) = try_get(t, &sub.token, &format!("{rec_path}/history"));
     r.record_history = took;
+    let h = h.unwrap_or_else(|e| {
+        r.failed("recordHistory", e);
+        Value::Null
+    });
     let entries = h["history"].as_array().cloned().unwrap_or_default();
     r.record_history_entries = entries.len();
+    // Without a version to go back to, the restore goes to the current one.
     let oldest = entries
         .iter()
         .rev()
         .find_map(|e| e["version"].as_u64())
-        .ok_or_else(|| format!("record {id}: no version in its history {h}"))?;
+        .unwrap_or(m.version);
     let b = json!({"version": oldest, "requestId": "restore-1"}).to_string();
     let t0 = Instant::now();
     let (status, resp, took) = t.http(
@@ -554,6 +590,7 @@ struct Retention {
     wake_write: Duration,
     wake_commit: Cost,
     wake_other: Cost,
+    wake_error: Option<String>,
 }
 
 impl Retention {
@@ -605,7 +642,7 @@ impl Retention {
             "retentionRuns": self.runs.iter().map(|(r, w)| json!({"rowsRead": r, "rowsWritten": w})).collect::<Vec<_>>(),
             "meanRowsReadPerRun": self.mean_run().0, "meanRowsWrittenPerRun": self.mean_run().1,
             "rowsReadPerEdit": self.total_read / self.edits.max(1) as f64,
-            "afterRestart": {"firstWriteMs": ms2(self.wake_write), "commit": self.wake_commit.json(), "otherBatches": self.wake_other.json()},
+            "afterRestart": {"firstWriteMs": ms2(self.wake_write), "commit": self.wake_commit.json(), "otherBatches": self.wake_other.json(), "error": self.wake_error},
         })
     }
 }
@@ -674,9 +711,18 @@ fn wake_write(
     let frame = m.frame(Op::Edit);
     let rid = format!("{}-{}", m.key, m.n);
     let mut c = 0;
-    let (v, _, took) = ws_write(&mut w, &frame, &rid, &mut c)?;
-    m.version = v;
-    r.wake_write = took;
+    let t0 = Instant::now();
+    match ws_write(&mut w, &frame, &rid, &mut c) {
+        Ok((v, _, took)) => {
+            m.version = v;
+            r.wake_write = took;
+        }
+        // A refusal (an `error` frame) is a finding: kept, with its cost.
+        Err(e) => {
+            r.wake_write = t0.elapsed();
+            r.wake_error = Some(e.chars().take(300).collect());
+        }
+    }
     let lines = log.wait(&mark, &user);
     r.wake_commit = Cost::filter(&lines, |op| op == "commit");
     r.wake_other = Cost::filter(&lines, |op| op != "commit");
@@ -749,11 +795,18 @@ fn on_cost_server(s: &Server, plan: &Plan, progress: &Progress) -> Result<OnCost
     for (sub, r) in subjects.iter().zip(lists.iter_mut()) {
         let key_path = format!("/api/sync/{}", enc(&sub.model.key));
         let mark = log.mark();
-        let (v, took) = get_json(&t, &sub.token, &key_path)?;
+        let (v, took) = try_get(&t, &sub.token, &key_path);
         r.cold_get = took;
         r.cold_read = Cost::of(&log.wait(&mark, &sub.user_id));
-        r.cold_matches = v["value"].as_str() == Some(r.final_text.as_str());
-        r.warm_again = get_json(&t, &sub.token, &key_path)?.1;
+        match v {
+            Ok(v) => r.cold_matches = v["value"].as_str() == Some(r.final_text.as_str()),
+            Err(e) => r.failed("coldGet", e),
+        }
+        let (v, took) = try_get(&t, &sub.token, &key_path);
+        r.warm_again = took;
+        if let Err(e) = v {
+            r.failed("secondGet", e);
+        }
     }
     let mut out = Vec::new();
     for (mut r, room, mut m) in retention {
@@ -1149,37 +1202,43 @@ fn report(plan: &Plan, cost: &OnCost, mem: &Memory, fl: &Flights) -> Hardened {
     ));
     e2e.push(row(
         "after a restart: first `GET /api/sync/{key}` (the hub rebuilds the list from D1), ms",
-        &|r| msd(r.cold_get),
+        &|r| r.cell("coldGet", msd(r.cold_get)),
     ));
     e2e.push(row("  D1 rows read by it", &|r| {
         (r.cold_read.read_cell(), r.cold_read.read_total())
     }));
     e2e.push(row("  then a second `GET /api/sync/{key}`, ms", &|r| {
-        msd(r.warm_again)
+        r.cell("secondGet", msd(r.warm_again))
     }));
     e2e.push(row(
         "`GET /api/sync/{key}/history` (the key's versions), ms",
         &|r| {
-            (
-                format!("{} ({} entries)", f(ms(r.history_list)), r.history_entries),
-                ms(r.history_list),
+            r.cell(
+                "history",
+                (
+                    format!("{} ({} entries)", f(ms(r.history_list)), r.history_entries),
+                    ms(r.history_list),
+                ),
             )
         },
     ));
     e2e.push(row(
         "`GET /api/sync/{key}/history/{v}` of the first version, ms",
-        &|r| msd(r.version_read),
+        &|r| r.cell("firstVersion", msd(r.version_read)),
     ));
     e2e.push(row(
         "`GET …/records/{id}/history` of an edited record, ms",
         &|r| {
-            (
-                format!(
-                    "{} ({} entries)",
-                    f(ms(r.record_history)),
-                    r.record_history_entries
+            r.cell(
+                "recordHistory",
+                (
+                    format!(
+                        "{} ({} entries)",
+                        f(ms(r.record_history)),
+                        r.record_history_entries
+                    ),
+                    ms(r.record_history),
                 ),
-                ms(r.record_history),
             )
         },
     ));
@@ -1235,12 +1294,19 @@ fn report(plan: &Plan, cost: &OnCost, mem: &Memory, fl: &Flights) -> Hardened {
             num(rr),
             num(rw),
             num(r.total_read / r.edits.max(1) as f64),
-            format!(
-                "{}; {}; {}",
-                f(ms(r.wake_write)),
-                r.wake_commit.read_cell(),
-                r.wake_other.read_cell()
-            ),
+            match &r.wake_error {
+                None => format!(
+                    "{}; {}; {}",
+                    f(ms(r.wake_write)),
+                    r.wake_commit.read_cell(),
+                    r.wake_other.read_cell()
+                ),
+                Some(e) => format!(
+                    "**failed** after {} ms: {e}; rows read {}",
+                    f(ms(r.wake_write)),
+                    r.wake_other.read_cell()
+                ),
+            },
         ]);
     }
 
@@ -1349,14 +1415,18 @@ fn report(plan: &Plan, cost: &OnCost, mem: &Memory, fl: &Flights) -> Hardened {
         ]);
     }
     for r in &cost.lists {
-        let all = r.matches && r.version_matches && r.cold_matches && r.restore_error.is_none();
+        let all = r.matches
+            && r.version_matches
+            && r.cold_matches
+            && r.restore_error.is_none()
+            && r.errors.is_empty();
         targets.push(vec![
             format!(
                 "{} records work end to end (patches, PUT, reads warm and cold, history, restore)",
                 bytes(r.size as f64)
             ),
             format!(
-                "list equal after patches: {}; first version: {}; after restart: {}; restore: {}",
+                "list equal after patches: {}; first version: {}; after restart: {}; restore: {}{}",
                 yes(r.matches),
                 yes(r.version_matches),
                 yes(r.cold_matches),
@@ -1364,6 +1434,12 @@ fn report(plan: &Plan, cost: &OnCost, mem: &Memory, fl: &Flights) -> Hardened {
                     "answered 200".to_string()
                 } else {
                     "**refused**".into()
+                },
+                if r.errors.is_empty() {
+                    String::new()
+                } else {
+                    let steps: Vec<&str> = r.errors.keys().copied().collect();
+                    format!("; **refused**: {}", steps.join(", "))
                 }
             ),
             if all { "met" } else { "**not met**" }.into(),
