@@ -22,6 +22,11 @@
 #                                       # rows read per retention run, workerd memory per held
 #                                       # record, fresh vs deep keys in flight (3 runs each)
 #                                       # (target/bench/records-hardened.json); with --quick, ~25 s
+#   scripts/bench.sh --in-flight        # only acks/s with 16 and 64 writes in flight (issue #23): ours and
+#                                       # the one-upsert floor in alternating rounds (fresh keys, then keys
+#                                       # with a deep history), medians and each round, about 6 minutes
+#                                       # (target/bench/in-flight.json); with --quick, ~30 s
+#   scripts/bench.sh --rounds N         # rounds of each there (default 3)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SKIP_SETUP="${SKIP_SETUP:-0}" ./scripts/build.sh
