@@ -319,3 +319,111 @@ fn write_share(
         versions,
     })
 }
+
+/// Alternating rounds of ours and the one-upsert floor at one N: a busy
+/// moment of the shared machine then falls on both, and the median of each
+/// side (not one round) gives the ratio.
+pub struct Rounds {
+    pub ours: Vec<Flight>,
+    pub floor: Vec<Flight>,
+    /// Round i: did ours go first? (Round 1 ours, then each round the other.)
+    pub ours_first: Vec<bool>,
+}
+
+/// `rounds` rounds of `ours` and `floor` (each called with the round's
+/// number), the order swapped every round.
+pub fn alternate(
+    rounds: usize,
+    mut ours: impl FnMut(usize) -> Result<Flight, String>,
+    mut floor: impl FnMut(usize) -> Result<Flight, String>,
+) -> Result<Rounds, String> {
+    let mut r = Rounds {
+        ours: Vec::new(),
+        floor: Vec::new(),
+        ours_first: Vec::new(),
+    };
+    for i in 0..rounds {
+        let ours_first = i % 2 == 0;
+        if ours_first {
+            r.ours.push(ours(i)?);
+            r.floor.push(floor(i)?);
+        } else {
+            r.floor.push(floor(i)?);
+            r.ours.push(ours(i)?);
+        }
+        r.ours_first.push(ours_first);
+    }
+    Ok(r)
+}
+
+fn per_s(v: &[Flight]) -> Vec<f64> {
+    v.iter().map(|f| f.per_s).collect()
+}
+
+impl Rounds {
+    pub fn ours_median(&self) -> f64 {
+        crate::stats::median_f64(&per_s(&self.ours))
+    }
+
+    pub fn floor_median(&self) -> f64 {
+        crate::stats::median_f64(&per_s(&self.floor))
+    }
+
+    /// Ours ÷ floor of each round (the two runs next to each other).
+    pub fn round_ratios(&self) -> Vec<f64> {
+        self.ours
+            .iter()
+            .zip(&self.floor)
+            .map(|(o, d)| o.per_s / d.per_s)
+            .collect()
+    }
+
+    /// The headline: median ours ÷ median floor.
+    pub fn ratio(&self) -> f64 {
+        self.ours_median() / self.floor_median()
+    }
+
+    /// "1218 acks/s (1242, 1214, 1218; p50 13.1 / p99 25.0 ms)": the median,
+    /// each round in order, the median of the rounds' p50s and p99s.
+    pub fn cell(side: &[Flight]) -> String {
+        use crate::stats::{f, median_f64};
+        let rounds: Vec<String> = side.iter().map(|x| f(x.per_s)).collect();
+        let p50 = median_f64(&side.iter().map(|x| x.lat.p50).collect::<Vec<_>>());
+        let p99 = median_f64(&side.iter().map(|x| x.lat.p99).collect::<Vec<_>>());
+        let conflicts: usize = side.iter().map(|x| x.conflicts).sum();
+        let conflicts = if conflicts > 0 {
+            format!(", {conflicts} conflicts")
+        } else {
+            String::new()
+        };
+        format!(
+            "{} acks/s ({}; p50 {} / p99 {} ms{conflicts})",
+            f(median_f64(&per_s(side))),
+            rounds.join(", "),
+            f(p50),
+            f(p99)
+        )
+    }
+
+    /// "×2.60 (×2.48, ×3.33, ×2.60)": ratio of the medians, then each round's.
+    pub fn ratio_cell(&self) -> String {
+        let each: Vec<String> = self
+            .round_ratios()
+            .iter()
+            .map(|r| format!("×{r:.2}"))
+            .collect();
+        format!("×{:.2} ({})", self.ratio(), each.join(", "))
+    }
+
+    pub fn json(&self) -> Value {
+        use crate::stats::r2;
+        json!({"rounds": self.ours.len(), "oursFirst": self.ours_first,
+               "ours": self.ours.iter().map(Flight::json).collect::<Vec<_>>(),
+               "d1Floor": self.floor.iter().map(Flight::json).collect::<Vec<_>>(),
+               "oursMedianAcksPerS": r2(self.ours_median()),
+               "floorMedianAcksPerS": r2(self.floor_median()),
+               "ratioOfMedians": r2(self.ratio()),
+               "roundRatios": self.round_ratios().into_iter().map(r2).collect::<Vec<_>>(),
+               "medianRoundRatio": r2(crate::stats::median_f64(&self.round_ratios()))})
+    }
+}

@@ -23,6 +23,7 @@ mod client;
 
 mod d1cost;
 mod d1log;
+mod hardened;
 mod inflight;
 mod launch;
 mod records;
@@ -65,6 +66,13 @@ pub struct Opts {
     pub records_only: bool,
     /// Timed edits per list in that section (default 100; quick 5).
     pub record_edits: Option<usize>,
+    /// Only issue #19's scenarios (`hardened.rs`).
+    pub hardened_only: bool,
+    /// Only the acks/s with N in flight (`inflight.rs`), ours beside both
+    /// floors.
+    pub inflight_only: bool,
+    /// Rounds of ours and the upsert floor there, alternating (default 3).
+    pub flight_rounds: usize,
 }
 
 impl Opts {
@@ -74,11 +82,24 @@ impl Opts {
         let mut deep_secs = None;
         let mut records_only = false;
         let mut record_edits = None;
+        let mut hardened_only = false;
+        let mut inflight_only = false;
+        let mut flight_rounds = 3;
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--quick" => quick = true,
                 "--records" => records_only = true,
+                "--records-hardened" => hardened_only = true,
+                "--in-flight" => inflight_only = true,
+                "--rounds" => {
+                    let v = args.next().ok_or("--rounds needs a number")?;
+                    flight_rounds = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(format!("--rounds {v}: not a positive number"))?;
+                }
                 "--record-edits" => {
                     let v = args.next().ok_or("--record-edits needs a number")?;
                     record_edits = Some(
@@ -99,23 +120,38 @@ impl Opts {
                 // `cargo bench` passes --bench to harness-less targets.
                 "--bench" => {}
                 "-h" | "--help" => {
-                    println!("usage: load [--quick] [--records] [--record-edits N] [--out FILE.json] [--deep-seconds S]");
+                    println!("usage: load [--quick] [--records | --records-hardened | --in-flight] [--record-edits N] [--rounds N] [--out FILE.json] [--deep-seconds S]");
                     println!(
                         "  --deep-seconds: time for the deep-history setup (default 300; quick 8)"
                     );
                     println!("  --records: only the record-list section (issues #12, #13)");
+                    println!("  --records-hardened: only issue #19's scenarios (structural edits, 25,000 records, retention, memory, fresh vs deep keys)");
                     println!("  --record-edits: timed one-field edits per list there (default 100; quick 5)");
+                    println!("  --in-flight: only acks/s with 16 and 64 writes in flight, ours and the one-upsert floor in alternating rounds");
+                    println!("  --rounds: rounds of each there (default 3, also with --quick)");
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
             }
         }
+        if [records_only, hardened_only, inflight_only]
+            .iter()
+            .filter(|x| **x)
+            .count()
+            > 1
+        {
+            return Err("--records, --records-hardened, --in-flight: choose one".into());
+        }
         let out = out.unwrap_or_else(|| {
-            launch::repo_root().join(match (records_only, quick) {
-                (true, true) => "target/bench/records-quick.json",
-                (true, false) => "target/bench/records.json",
-                (false, true) => "target/bench/load-quick.json",
-                (false, false) => "target/bench/load.json",
+            launch::repo_root().join(match (records_only, hardened_only, inflight_only, quick) {
+                (true, _, _, true) => "target/bench/records-quick.json",
+                (true, _, _, false) => "target/bench/records.json",
+                (_, true, _, true) => "target/bench/records-hardened-quick.json",
+                (_, true, _, false) => "target/bench/records-hardened.json",
+                (_, _, true, true) => "target/bench/in-flight-quick.json",
+                (_, _, true, false) => "target/bench/in-flight.json",
+                (false, false, false, true) => "target/bench/load-quick.json",
+                (false, false, false, false) => "target/bench/load.json",
             })
         });
         let deep_budget = Duration::from_secs(deep_secs.unwrap_or(if quick { 8 } else { 300 }));
@@ -125,6 +161,9 @@ impl Opts {
             deep_budget,
             records_only,
             record_edits,
+            hardened_only,
+            inflight_only,
+            flight_rounds,
         })
     }
 }
@@ -212,6 +251,12 @@ fn run(opts: &Opts) -> Result<(), String> {
     records::self_test()?;
     if opts.records_only {
         return run_records(opts, progress, report);
+    }
+    if opts.hardened_only {
+        return run_hardened(opts, progress, report);
+    }
+    if opts.inflight_only {
+        return run_inflight(opts, progress, report);
     }
     let mut table = Table::new(&["Measure", "alternassist-sync", "baseline (JS DO)", "ratio"]);
     let tmp = std::env::temp_dir().join(format!("alternassist-bench-{}", std::process::id()));
@@ -382,6 +427,10 @@ fn run(opts: &Opts) -> Result<(), String> {
     report["d1Cost"] = costs.json;
     report["records"] = recs.json;
 
+    // Issue #19's scenarios, on Workers of their own.
+    let hard = hardened::run(&hardened::Plan::new(opts.quick, opts.deep_budget), progress)?;
+    report["recordsHardened"] = hard.json;
+
     // Size of ours.
     let (wasm, wasm_gz) = scenarios::wasm_size()?;
     table.row(
@@ -402,7 +451,7 @@ fn run(opts: &Opts) -> Result<(), String> {
         costs.edits.markdown(),
         costs.wake.markdown()
     );
-    for t in &recs.tables {
+    for t in recs.tables.iter().chain(&hard.tables) {
         markdown.push('\n');
         markdown.push_str(&t.markdown());
     }
@@ -434,6 +483,79 @@ fn run_records(opts: &Opts, progress: &Progress, mut report: Value) -> Result<()
         "\nrecords (issues #12, #13): commit {}, Worker wasm {wasm} bytes ({wasm_gz} gzip -9)",
         report["commit"].as_str().unwrap_or("?")
     );
+    finish(opts, report, &markdown, t_run)
+}
+
+/// `--records-hardened`: only issue #19's scenarios.
+fn run_hardened(opts: &Opts, progress: &Progress, mut report: Value) -> Result<(), String> {
+    let t_run = progress.t0;
+    report["mode"] = json!(if opts.quick {
+        "records-hardened-quick"
+    } else {
+        "records-hardened"
+    });
+    let hard = hardened::run(&hardened::Plan::new(opts.quick, opts.deep_budget), progress)?;
+    report["recordsHardened"] = hard.json;
+    let (wasm, wasm_gz) = scenarios::wasm_size()?;
+    report["wasm"] = json!({"bytes": wasm, "gzipBytes": wasm_gz});
+    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
+    report["seconds"] = json!(t_run.elapsed().as_secs());
+    report["steps"] = progress.json();
+    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+    let markdown: Vec<String> = hard.tables.iter().map(Table::markdown).collect();
+    let markdown = markdown.join("\n");
+    report["table"] = json!(markdown);
+    println!(
+        "\nrecords hardened (issue #19): commit {}, Worker wasm {wasm} bytes ({wasm_gz} gzip -9)",
+        report["commit"].as_str().unwrap_or("?")
+    );
+    finish(opts, report, &markdown, t_run)
+}
+
+/// `--in-flight`: only the acks/s with N in flight, ours beside both floors.
+fn run_inflight(opts: &Opts, progress: &Progress, mut report: Value) -> Result<(), String> {
+    let t_run = progress.t0;
+    report["mode"] = json!(if opts.quick {
+        "in-flight-quick"
+    } else {
+        "in-flight"
+    });
+    let tmp = std::env::temp_dir().join(format!("alternassist-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (base_dir, floor_dir) = (tmp.join("baseline"), tmp.join("d1floor"));
+    let (ours, base, floor) = thread::scope(|s| {
+        let o = s.spawn(|| Server::start("bench", VARS));
+        let b = s.spawn(|| launch::start_js("baseline", &base_dir));
+        let d = s.spawn(|| launch::start_js("d1floor", &floor_dir));
+        (
+            o.join().unwrap_or_else(|_| Err("panicked".into())),
+            b.join().unwrap_or_else(|_| Err("panicked".into())),
+            d.join().unwrap_or_else(|_| Err("panicked".into())),
+        )
+    });
+    let ours = ours.map_err(|e| format!("the Worker did not start: {e}"))?;
+    let base = base.map_err(|e| format!("the baseline did not start: {e}"))?;
+    let floor = floor.map_err(|e| format!("the D1 floor did not start: {e}"))?;
+    progress.note("servers up");
+    let flights = inflight_all(
+        opts,
+        &Target::ours(&ours),
+        &Target::js(Kind::Baseline, &base),
+        &Target::js(Kind::D1Floor, &floor),
+        progress,
+    );
+    drop(base);
+    drop(floor);
+    ours.stop();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let flights = flights?;
+    report["inFlight"] = flights.json;
+    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
+    report["seconds"] = json!(t_run.elapsed().as_secs());
+    report["steps"] = progress.json();
+    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+    let markdown = flights.table.markdown();
+    report["table"] = json!(markdown);
     finish(opts, report, &markdown, t_run)
 }
 
@@ -503,9 +625,11 @@ struct Flights {
     json: Value,
 }
 
-/// Acks/s with 16 (and 64) writes in flight on one socket of one user: the
-/// two floors, ours on fresh keys, then ours again once every key has a deep
-/// history.
+/// Acks/s with 16 (and 64) writes in flight on one socket of one user:
+/// ours on fresh keys in rounds alternating with the one-upsert floor, the
+/// bare object once, then ours again once every key has a deep history, in
+/// rounds alternating with the floor again (issue #23: the median of
+/// several rounds, not one noisy round, gives the ratio).
 fn inflight_all(
     opts: &Opts,
     o: &Target,
@@ -513,33 +637,41 @@ fn inflight_all(
     d: &Target,
     progress: &Progress,
 ) -> Result<Flights, String> {
-    use inflight::{Pool, Until};
+    use inflight::{Pool, Rounds, Until};
     let ns: &[usize] = if opts.quick { &[16] } else { &[16, 64] };
-    let window = Duration::from_secs(if opts.quick { 1 } else { 5 });
+    let rounds = opts.flight_rounds;
+    let warm = Duration::from_millis(if opts.quick { 200 } else { 1000 });
+    let window = Duration::from_millis(if opts.quick { 400 } else { 5000 });
     // Quick: just past what retention keeps by count (50), so it has work.
     let depth = if opts.quick { 60 } else { 10_000 };
     let once = |t: &Target, room: &scenarios::Room, pool: &mut Pool, n: usize, tag: &str| {
         let mut c = t.connect(room, 0)?;
-        let until = Until::Timed {
-            warm: Duration::from_millis(if opts.quick { 500 } else { 1000 }),
-            window,
-        };
-        let r = inflight::run(&mut c, pool, n, until, tag);
+        let r = inflight::run(&mut c, pool, n, Until::Timed { warm, window }, tag);
         c.close();
         crate::settle();
         r
     };
-    let mut fresh = Vec::new();
+    // A new user (or room) and new keys for each run.
+    let fresh = |t: &Target, n: usize, tag: &str| {
+        let room = t.room(1)?;
+        let mut pool = Pool::new("p", n);
+        once(t, &room, &mut pool, n, tag)
+    };
+    let mut fresh_rounds = Vec::new();
+    let mut bare = Vec::new();
     for &n in ns {
-        let mut row = Vec::new();
-        for t in [o, b, d] {
-            // A new user (or room) and new keys for each.
-            let room = t.room(1)?;
-            let mut pool = Pool::new("p", n);
-            row.push(once(t, &room, &mut pool, n, &format!("fresh{n}"))?);
-        }
-        fresh.push(row);
-        progress.note(format!("{n} in flight, fresh, done"));
+        bare.push(fresh(b, n, &format!("bare{n}"))?);
+        let r = inflight::alternate(
+            rounds,
+            |i| fresh(o, n, &format!("fresh{n}-{i}")),
+            |i| fresh(d, n, &format!("floor{n}-{i}")),
+        )?;
+        progress.note(format!(
+            "{n} in flight, fresh, {rounds} rounds: ours {:.0}/s, floor {:.0}/s (medians)",
+            r.ours_median(),
+            r.floor_median()
+        ));
+        fresh_rounds.push(r);
     }
 
     // One user whose keys (enough for the largest N) get a deep history.
@@ -554,43 +686,53 @@ fn inflight_all(
         deep.writes,
         deep.secs
     ));
-    let mut deep_runs = Vec::new();
+    let mut deep_rounds = Vec::new();
     for &n in ns {
-        deep_runs.push(once(o, &room, &mut pool, n, &format!("deep{n}"))?);
+        let pool = &mut pool;
+        let r = inflight::alternate(
+            rounds,
+            |i| once(o, &room, pool, n, &format!("deep{n}-{i}")),
+            |i| fresh(d, n, &format!("dfloor{n}-{i}")),
+        )?;
+        progress.note(format!(
+            "{n} in flight, deep history, {rounds} rounds: ours {:.0}/s, floor {:.0}/s (medians)",
+            r.ours_median(),
+            r.floor_median()
+        ));
+        deep_rounds.push(r);
     }
-    progress.note("in flight, deep history, done");
 
-    let deep_label = format!("ours, keys at {} versions", deep.versions);
     let mut table = Table::new(&[
         "writes in flight (1 user, 1 socket, 1 KiB)",
-        "ours, fresh keys",
-        &deep_label,
-        "bare JS DO",
-        "JS DO + 1 D1 upsert per write",
-        "ours ÷ upsert floor: fresh / deep",
+        "keys",
+        &format!("ours: acks/s, median of {rounds} rounds (each round; ack ms, median of the rounds' p50 / p99)"),
+        "JS DO + 1 D1 upsert per write, the rounds between ours",
+        "ours ÷ upsert floor: median ÷ median (each round)",
+        "bare JS DO (one run)",
     ]);
+    let deep_label = format!("at {} versions", deep.versions);
     let mut json_rows = Vec::new();
-    for ((&n, row), deep_run) in ns.iter().zip(&fresh).zip(&deep_runs) {
-        let [ours, bare, upsert] = [&row[0], &row[1], &row[2]];
-        table.push(vec![
-            n.to_string(),
-            ours.cell(),
-            deep_run.cell(),
-            bare.cell(),
-            upsert.cell(),
-            format!(
-                "{} / {}",
-                ratio(ours.per_s, upsert.per_s),
-                ratio(deep_run.per_s, upsert.per_s)
-            ),
-        ]);
-        json_rows.push(
-            json!({"inFlight": n, "ours": ours.json(), "oursDeep": deep_run.json(),
-                              "baseline": bare.json(), "d1Floor": upsert.json()}),
-        );
+    for (((&n, fr), dr), bare) in ns.iter().zip(&fresh_rounds).zip(&deep_rounds).zip(&bare) {
+        for (keys, r) in [("fresh", fr), (deep_label.as_str(), dr)] {
+            table.push(vec![
+                n.to_string(),
+                keys.to_string(),
+                Rounds::cell(&r.ours),
+                Rounds::cell(&r.floor),
+                r.ratio_cell(),
+                if keys == "fresh" {
+                    bare.cell()
+                } else {
+                    "".into()
+                },
+            ]);
+        }
+        json_rows.push(json!({"inFlight": n, "fresh": fr.json(), "deep": dr.json(),
+                              "baseline": bare.json()}));
     }
     Ok(Flights {
         table,
-        json: json!({"windowSeconds": window.as_secs(), "deepSetup": deep.json(), "runs": json_rows}),
+        json: json!({"warmSeconds": warm.as_secs_f64(), "windowSeconds": window.as_secs_f64(),
+                     "rounds": rounds, "deepSetup": deep.json(), "runs": json_rows}),
     })
 }

@@ -118,10 +118,10 @@ pub struct Records {
 
 /// A small deterministic generator (xorshift), so every run edits the same
 /// elements the same way.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -130,7 +130,7 @@ impl Rng {
         x
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 }
@@ -183,14 +183,14 @@ fn padded(make: impl Fn(&str) -> String, target: usize) -> String {
 /// One element of a list: its fields, so an edit can change one of them and
 /// write the element again exactly as `JSON.stringify` would.
 #[derive(Clone)]
-struct Element {
-    text: String,
+pub(crate) struct Element {
+    pub(crate) text: String,
     /// The `"amount":` value inside `text`: where an edit writes.
     amount_at: (usize, usize),
 }
 
 impl Element {
-    fn new(text: String) -> Element {
+    pub(crate) fn new(text: String) -> Element {
         let at = text.find("\"amount\":").expect("an amount field") + "\"amount\":".len();
         let end = at + text[at..].find(',').expect("a field after amount");
         Element {
@@ -200,7 +200,7 @@ impl Element {
     }
 
     /// The same element with another amount of the same length.
-    fn edit(&mut self, rng: &mut Rng) {
+    pub(crate) fn edit(&mut self, rng: &mut Rng) {
         let (at, end) = self.amount_at;
         let old = &self.text[at..end];
         let digits = old.find('.').unwrap_or(old.len()) as u32;
@@ -213,7 +213,7 @@ impl Element {
 }
 
 /// `n` invoices of about 200 bytes each (190 to 210).
-fn invoices(n: usize, rng: &mut Rng) -> Vec<Element> {
+pub(crate) fn invoices(n: usize, rng: &mut Rng) -> Vec<Element> {
     (0..n)
         .map(|i| {
             let client = CLIENTS[i % CLIENTS.len()];
@@ -264,7 +264,7 @@ fn transactions(n: usize, rng: &mut Rng) -> Vec<Element> {
 
 /// `[` + the texts joined by `sep` + `]`: with "," what `JSON.stringify`
 /// writes.
-fn joined(elements: &[Element], sep: &str) -> String {
+pub(crate) fn joined(elements: &[Element], sep: &str) -> String {
     let mut s = String::from("[");
     for (i, e) in elements.iter().enumerate() {
         if i > 0 {
@@ -279,7 +279,7 @@ fn joined(elements: &[Element], sep: &str) -> String {
 // ------------------------------------------------------------------ D1 size
 
 /// The largest database size any of `lines` logged.
-fn max_size(lines: &[Line]) -> Option<f64> {
+pub(crate) fn max_size(lines: &[Line]) -> Option<f64> {
     lines.iter().filter_map(|l| l.size).reduce(f64::max)
 }
 
@@ -384,7 +384,7 @@ fn pages_delta(before: &Option<Pages>, after: &Option<Pages>, n: usize) -> Optio
 // ------------------------------------------------------------------ edits
 
 /// What the other device's socket got: (key, version, type, payload bytes, when).
-type Frame = (String, Option<u64>, String, usize, Instant);
+pub(crate) type Frame = (String, Option<u64>, String, usize, Instant);
 
 /// One key edited `edits` times through `PUT`, the other device listening.
 struct Edits {
@@ -536,7 +536,7 @@ enum Writer {
 /// Sends `frame` on the writer's socket and waits for its `ack` (skipping
 /// other frames: presence, the changes of the REST creates); (version, ack
 /// bytes, time).
-fn ws_write(
+pub(crate) fn ws_write(
     conn: &mut Conn,
     frame: &str,
     rid: &str,
@@ -579,7 +579,14 @@ fn ws_write(
 /// Sends `hello {since: 0, patches: true}`; an error unless the answer
 /// says `patches: true`.
 fn hello_patches(c: &mut Conn) -> Result<(), String> {
-    c.send(r#"{"type":"hello","since":0,"patches":true}"#)?;
+    hello_patches_since(c, 0)
+}
+
+/// `hello {since, patches: true}`, as `hello_patches`.
+pub(crate) fn hello_patches_since(c: &mut Conn, since: u64) -> Result<(), String> {
+    c.send(&format!(
+        r#"{{"type":"hello","since":{since},"patches":true}}"#
+    ))?;
     let deadline = Instant::now() + WAIT;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         if let Some(v) = c.read_json(left)? {
@@ -598,7 +605,7 @@ fn hello_patches(c: &mut Conn) -> Result<(), String> {
 }
 
 /// `PUT /api/sync/{key}`; (version, answer bytes, time).
-fn put(
+pub(crate) fn put(
     t: &Target,
     token: &str,
     key: &str,
@@ -624,7 +631,7 @@ fn put(
     Ok((version, resp.len(), took))
 }
 
-fn body(value: &str, base: Option<u64>, rid: &str) -> Vec<u8> {
+pub(crate) fn body(value: &str, base: Option<u64>, rid: &str) -> Vec<u8> {
     let mut b = json!({"value": value, "requestId": rid});
     if let Some(v) = base {
         b["baseVersion"] = json!(v);
@@ -635,7 +642,7 @@ fn body(value: &str, base: Option<u64>, rid: &str) -> Vec<u8> {
 /// Waits for the other device's frame about `key` at `version`: any frame
 /// naming the key with that version (or none), so a new frame type for
 /// record edits counts too.
-fn await_frame(
+pub(crate) fn await_frame(
     rx: &mpsc::Receiver<Frame>,
     key: &str,
     version: u64,
@@ -1072,7 +1079,7 @@ pub fn run_on(s: &Server, plan: &Plan, progress: &Progress) -> Result<Records, S
 
 /// Reads the other device's socket until `stop`, passing on every frame
 /// that names a key.
-fn listen(mut c: Conn, tx: mpsc::Sender<Frame>, stop: &AtomicBool) {
+pub(crate) fn listen(mut c: Conn, tx: mpsc::Sender<Frame>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match c.read(Duration::from_millis(200)) {
             Ok(Some(text)) => {
@@ -1097,7 +1104,7 @@ fn listen(mut c: Conn, tx: mpsc::Sender<Frame>, stop: &AtomicBool) {
 
 // ------------------------------------------------------------------ tables
 
-fn bytes(x: f64) -> String {
+pub(crate) fn bytes(x: f64) -> String {
     if !x.is_finite() {
         return "n/a".into();
     }

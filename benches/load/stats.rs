@@ -50,6 +50,18 @@ pub fn median(samples: &[Duration]) -> f64 {
     summarize(samples).p50
 }
 
+/// The median of a few figures (the mean of the middle two when even);
+/// NaN when there are none.
+pub fn median_f64(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 impl Summary {
     pub fn json(&self) -> Value {
         json!({"n": self.n, "p50Ms": r2(self.p50), "p95Ms": r2(self.p95), "p99Ms": r2(self.p99), "maxMs": r2(self.max)})
