@@ -41,14 +41,6 @@ pub enum SyncError {
     /// token is fine, and clients sign out on 401.
     #[error("the current password is incorrect")]
     WrongPassword,
-    /// The operator disabled this account: its devices were signed out and
-    /// it cannot sign in until it is enabled again.
-    #[error("this account is disabled: ask the operator of this server")]
-    AccountDisabled,
-    /// A password reset with an unknown email, or a reset code that is
-    /// wrong, expired or used (one answer for all, like a login).
-    #[error("the reset code is wrong, expired or already used: ask the operator for a new one")]
-    InvalidResetCode,
     #[error("{}", quota.message(*limit))]
     QuotaExceeded { quota: Quota, limit: u64 },
     /// A record operation (a patch, a record restore) on a key that does
@@ -86,11 +78,7 @@ impl SyncError {
             | Self::InvalidEmail
             | Self::WeakPassword { .. }
             | Self::BinaryFrame => 400,
-            Self::OriginNotAllowed
-            | Self::RegistrationClosed { .. }
-            | Self::WrongPassword
-            | Self::AccountDisabled
-            | Self::InvalidResetCode => 403,
+            Self::OriginNotAllowed | Self::RegistrationClosed { .. } | Self::WrongPassword => 403,
             Self::UpgradeRequired => 426,
             Self::Unauthorized | Self::InvalidCredentials => 401,
             Self::NotFound | Self::Missing(_) => 404,
@@ -124,8 +112,6 @@ impl SyncError {
             Self::NotRecords { .. } => "not_records",
             Self::RegistrationClosed { .. } => "registration_closed",
             Self::WrongPassword => "wrong_password",
-            Self::AccountDisabled => "account_disabled",
-            Self::InvalidResetCode => "invalid_reset_code",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::ValueTooLarge { .. } => "value_too_large",
@@ -158,8 +144,6 @@ impl SyncError {
             | Self::NotRecords { .. }
             | Self::RegistrationClosed { .. }
             | Self::WrongPassword
-            | Self::AccountDisabled
-            | Self::InvalidResetCode
             | Self::QuotaExceeded { .. }
             | Self::PayloadTooLarge { .. }
             | Self::ValueTooLarge { .. }

@@ -14,7 +14,7 @@ pub const DAY_MS: i64 = 86_400_000;
 /// so a 16 MiB body or an import of 1,000 keys counts as what it writes.
 pub const UNIT_BYTES: u64 = 256 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
     /// Bytes of values stored, current and history together.
@@ -40,31 +40,6 @@ impl Default for Limits {
             bytes: Self::DEFAULT_BYTES,
             keys: Self::DEFAULT_KEYS,
             writes_per_day: Self::DEFAULT_WRITES_PER_DAY,
-        }
-    }
-}
-
-/// One person's limits where the operator set them (`scripts/admin.sh
-/// quota`); `None` takes the deployment's default (`QUOTA_*`,
-/// `WRITES_PER_DAY`). Loaded with the hub's state, so a wake reads no more.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Overrides {
-    #[serde(default)]
-    pub bytes: Option<u64>,
-    #[serde(default)]
-    pub keys: Option<u64>,
-    #[serde(default)]
-    pub writes_per_day: Option<u64>,
-}
-
-impl Overrides {
-    /// The limits that hold for this person.
-    pub fn apply(&self, defaults: Limits) -> Limits {
-        Limits {
-            bytes: self.bytes.unwrap_or(defaults.bytes),
-            keys: self.keys.unwrap_or(defaults.keys),
-            writes_per_day: self.writes_per_day.unwrap_or(defaults.writes_per_day),
         }
     }
 }
@@ -215,19 +190,6 @@ impl Usage {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn overrides_replace_only_what_they_set() {
-        let defaults = super::Limits::default();
-        assert_eq!(Overrides::default().apply(defaults), defaults);
-        let o = Overrides {
-            keys: Some(3),
-            writes_per_day: Some(0),
-            ..Overrides::default()
-        };
-        let l = o.apply(defaults);
-        assert_eq!((l.bytes, l.keys, l.writes_per_day), (defaults.bytes, 3, 0));
-    }
-
     use super::*;
     use crate::model::Key;
 

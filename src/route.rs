@@ -65,49 +65,6 @@ pub enum Route {
     Socket,
     /// `GET /api/openapi.yaml`: the API description; no token needed.
     OpenApi,
-    /// `DELETE /api/account`: the account and everything stored for it.
-    DeleteAccount,
-    /// `POST /api/auth/reset`: a new password with an operator's reset code.
-    ResetPassword,
-    /// `GET /api/admin/users`: every account (the admin API, `ADMIN_TOKEN`).
-    AdminUsers,
-    /// `DELETE /api/admin/users/:email`
-    AdminDeleteUser(String),
-    /// `POST /api/admin/users/:email/reset-code`
-    AdminResetCode(String),
-    /// `POST /api/admin/users/:email/disable`
-    AdminDisable(String),
-    /// `POST /api/admin/users/:email/enable`
-    AdminEnable(String),
-    /// `PUT /api/admin/users/:email/quota`
-    AdminQuota(String),
-    /// `GET /api/admin/users/:email/export`
-    AdminExport(String),
-    /// `GET /api/admin/allowlist`
-    AdminAllowlist,
-    /// `POST /api/admin/allowlist`
-    AdminAllow,
-    /// `DELETE /api/admin/allowlist/:entry`
-    AdminDisallow(String),
-}
-
-impl Route {
-    /// Routes of the admin API: authenticated by `ADMIN_TOKEN`, not a device.
-    pub fn is_admin(&self) -> bool {
-        matches!(
-            self,
-            Self::AdminUsers
-                | Self::AdminDeleteUser(_)
-                | Self::AdminResetCode(_)
-                | Self::AdminDisable(_)
-                | Self::AdminEnable(_)
-                | Self::AdminQuota(_)
-                | Self::AdminExport(_)
-                | Self::AdminAllowlist
-                | Self::AdminAllow
-                | Self::AdminDisallow(_)
-        )
-    }
 }
 
 /// History entries one request returns unless it asks for fewer.
@@ -131,35 +88,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Syn
         ["api", "auth", "logout"] => allow(&["POST"], Route::Logout),
         ["api", "auth", "logout-all"] => allow(&["POST"], Route::LogoutAll),
         ["api", "auth", "password"] => allow(&["POST"], Route::ChangePassword),
-        ["api", "account"] => match method.as_str() {
-            "GET" => Ok(Route::Account),
-            "DELETE" => Ok(Route::DeleteAccount),
-            _ => Err(SyncError::MethodNotAllowed),
-        },
-        ["api", "auth", "reset"] => allow(&["POST"], Route::ResetPassword),
-        ["api", "admin", "users"] => allow(&["GET"], Route::AdminUsers),
-        ["api", "admin", "users", raw] => {
-            allow(&["DELETE"], Route::AdminDeleteUser(decode_segment(raw)))
-        }
-        ["api", "admin", "users", raw, action] => {
-            let email = decode_segment(raw);
-            match *action {
-                "reset-code" => allow(&["POST"], Route::AdminResetCode(email)),
-                "disable" => allow(&["POST"], Route::AdminDisable(email)),
-                "enable" => allow(&["POST"], Route::AdminEnable(email)),
-                "quota" => allow(&["PUT"], Route::AdminQuota(email)),
-                "export" => allow(&["GET"], Route::AdminExport(email)),
-                _ => Err(SyncError::NotFound),
-            }
-        }
-        ["api", "admin", "allowlist"] => match method.as_str() {
-            "GET" => Ok(Route::AdminAllowlist),
-            "POST" => Ok(Route::AdminAllow),
-            _ => Err(SyncError::MethodNotAllowed),
-        },
-        ["api", "admin", "allowlist", raw] => {
-            allow(&["DELETE"], Route::AdminDisallow(decode_segment(raw)))
-        }
+        ["api", "account"] => allow(&["GET"], Route::Account),
         ["api", "ws"] => allow(&["GET"], Route::Socket),
         ["api", "openapi.yaml"] => allow(&["GET"], Route::OpenApi),
         ["api", "export"] => allow(&["GET"], Route::Export),
@@ -272,11 +201,6 @@ fn safe_u64(raw: &str) -> Option<u64> {
     raw.parse::<u64>()
         .ok()
         .filter(|v| *v <= crate::model::MAX_SAFE_INTEGER)
-}
-
-/// A path segment naming an email or an allow-list entry (checked where used).
-fn decode_segment(raw: &str) -> String {
-    percent_decode_str(raw).decode_utf8_lossy().into_owned()
 }
 
 fn decode_key(raw: &str) -> Result<Key, SyncError> {
@@ -418,51 +342,6 @@ mod tests {
             Ok(Route::ChangePassword)
         );
         assert_eq!(route("GET", "/api/account", None), Ok(Route::Account));
-        assert_eq!(
-            route("DELETE", "/api/account", None),
-            Ok(Route::DeleteAccount)
-        );
-        assert_eq!(
-            route("POST", "/api/auth/reset", None),
-            Ok(Route::ResetPassword)
-        );
-        assert_eq!(
-            route("GET", "/api/admin/users", None),
-            Ok(Route::AdminUsers)
-        );
-        let me = || "me@x.org".to_string();
-        for (m, action, r) in [
-            ("POST", "reset-code", Route::AdminResetCode(me())),
-            ("POST", "disable", Route::AdminDisable(me())),
-            ("POST", "enable", Route::AdminEnable(me())),
-            ("PUT", "quota", Route::AdminQuota(me())),
-            ("GET", "export", Route::AdminExport(me())),
-        ] {
-            let path = format!("/api/admin/users/me%40x.org/{action}");
-            assert_eq!(route(m, &path, None), Ok(r.clone()), "{path}");
-            assert!(r.is_admin());
-            assert_eq!(
-                route("PATCH", &path, None),
-                Err(SyncError::MethodNotAllowed)
-            );
-        }
-        assert_eq!(
-            route("DELETE", "/api/admin/users/me@x.org", None),
-            Ok(Route::AdminDeleteUser(me()))
-        );
-        assert_eq!(
-            route("GET", "/api/admin/users/me@x.org/nope", None),
-            Err(SyncError::NotFound)
-        );
-        assert_eq!(
-            route("POST", "/api/admin/allowlist", None),
-            Ok(Route::AdminAllow)
-        );
-        assert_eq!(
-            route("DELETE", "/api/admin/allowlist/%40x.org", None),
-            Ok(Route::AdminDisallow("@x.org".into()))
-        );
-        assert!(!Route::Account.is_admin());
     }
 
     #[test]

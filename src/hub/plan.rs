@@ -56,8 +56,6 @@ pub struct UserState {
     pub usage: Usage,
     /// Record lists read so far (loaded on a key's first write after a wake).
     pub records: HashMap<String, RecordSet>,
-    /// The person's own limits, where the operator set them.
-    pub quota: crate::quota::Overrides,
 }
 
 /// Which endpoint a write came from decides the shape of its answer.

@@ -229,14 +229,6 @@ impl<R, S: Clone> Session<R, S> {
         }
     }
 
-    /// Drops the state held (the person's limits changed, or the account
-    /// is gone): the next write loads it from D1 again. A commit under way
-    /// still finishes; its answer then finds no state to adopt into.
-    pub fn forget(&mut self) {
-        self.state = None;
-        self.bytes_counted = false;
-    }
-
     pub fn queued(&self) -> usize {
         self.queue.len()
     }
@@ -401,7 +393,7 @@ impl<R, S: Clone> Session<R, S> {
             return Next::step(Step::Load { count_bytes: false });
         };
         let (verdicts, usage) = quota::admit(
-            &state.quota.apply(self.limits.quota),
+            &self.limits.quota,
             state.usage,
             |k| state.is_live(k),
             state.live_keys(),

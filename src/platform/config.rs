@@ -20,9 +20,6 @@ pub struct Config {
     pub d1_cost_log: bool,
     /// How long a busy hub waits for more writes before a commit.
     pub group_linger_ms: u64,
-    /// The admin API's secret (`wrangler secret put ADMIN_TOKEN`); `None`
-    /// (admin off) when unset or shorter than `MIN_ADMIN_TOKEN_CHARS`.
-    pub admin_token: Option<String>,
 }
 
 /// How much history to keep per key: a version is dropped only once it is
@@ -51,26 +48,6 @@ fn seconds_or_days(env: &Env, prefix: &str, default_days: i64) -> i64 {
         secs if secs > 0 => secs * 1000,
         _ => var(env, &format!("{prefix}_DAYS"), default_days).max(1) * 86_400_000,
     }
-}
-
-/// `ADMIN_TOKEN`, a secret in production (a `--var` locally).
-fn admin_token(env: &Env) -> Option<String> {
-    let token = env
-        .secret("ADMIN_TOKEN")
-        .map(|s| s.to_string())
-        .or_else(|_| env.var("ADMIN_TOKEN").map(|v| v.to_string()))
-        .ok()?;
-    let token = token.trim().to_owned();
-    if token.chars().count() < crate::auth::MIN_ADMIN_TOKEN_CHARS {
-        if !token.is_empty() {
-            worker::console_error!(
-                "ADMIN_TOKEN is shorter than {} characters: the admin API stays off",
-                crate::auth::MIN_ADMIN_TOKEN_CHARS
-            );
-        }
-        return None;
-    }
-    Some(token)
 }
 
 impl Config {
@@ -105,7 +82,6 @@ impl Config {
             write_burst: var(env, "WRITE_BURST", 300),
             writes_per_minute: var(env, "WRITES_PER_MINUTE", 600),
             d1_cost_log: var(env, "D1_COST_LOG", 0u8) == 1,
-            admin_token: admin_token(env),
             group_linger_ms: var(env, "GROUP_LINGER_MS", 1u64).min(50),
             retention: Retention {
                 // The current version is always kept.

@@ -55,9 +55,6 @@ struct SocketInfo {
 struct Inner {
     user_id: Option<String>,
     session: Session<Reply, WebSocket>,
-    /// The account was deleted: every request and frame is refused until
-    /// the object is evicted (after which no token of theirs exists).
-    gone: bool,
 }
 
 #[durable_object]
@@ -96,7 +93,6 @@ impl DurableObject for UserHub {
             inner: RefCell::new(Inner {
                 user_id: None,
                 session: Session::new(limits, nonce),
-                gone: false,
             }),
         }
     }
@@ -180,15 +176,7 @@ impl UserHub {
         match Command::from_request(req).await? {
             Some(Command::CloseDevice(device)) => return Ok(self.close_devices(&[device])),
             Some(Command::CloseDevices(devices)) => return Ok(self.close_devices(&devices)),
-            Some(Command::Forget) => {
-                self.inner.borrow_mut().session.forget();
-                return Ok(http::json(200, &OkResponse { success: true }));
-            }
-            Some(Command::AccountGone) => return Ok(self.account_gone()),
             None => {}
-        }
-        if self.inner.borrow().gone {
-            return Err(SyncError::Unauthorized);
         }
         let url = req
             .url()
@@ -332,19 +320,7 @@ impl UserHub {
             | Route::LogoutAll
             | Route::ChangePassword
             | Route::RevokeDevice(_)
-            | Route::OpenApi
-            | Route::DeleteAccount
-            | Route::ResetPassword
-            | Route::AdminUsers
-            | Route::AdminDeleteUser(_)
-            | Route::AdminResetCode(_)
-            | Route::AdminDisable(_)
-            | Route::AdminEnable(_)
-            | Route::AdminQuota(_)
-            | Route::AdminExport(_)
-            | Route::AdminAllowlist
-            | Route::AdminAllow
-            | Route::AdminDisallow(_) => return Err(SyncError::NotFound),
+            | Route::OpenApi => return Err(SyncError::NotFound),
         };
         let answer = self.submit(&db, &user_id, op, None).await?;
         Ok(http::json_string(200, answer.to_json()))
@@ -509,11 +485,6 @@ impl UserHub {
         if let Err(e) = self.check_user(&info.user_id) {
             return error_frame(None, &e);
         }
-        if self.inner.borrow().gone {
-            let code = SyncError::Unauthorized.close_code().unwrap_or(1000);
-            let _ = ws.close(Some(code), Some("account deleted"));
-            return error_frame(None, &SyncError::Unauthorized);
-        }
         let incoming = match parse_frame(text) {
             Ok(i) => i,
             Err((request_id, e)) => return error_frame(request_id, &e),
@@ -623,21 +594,6 @@ impl UserHub {
             }
         }
         self.broadcast_presence(|_, info| device_ids.contains(&info.device_id));
-        http::json(200, &OkResponse { success: true })
-    }
-
-    /// The account was deleted (its rows are gone): every socket closes as
-    /// signed out, the state held is dropped, and nothing is served again.
-    fn account_gone(&self) -> Response {
-        {
-            let mut inner = self.inner.borrow_mut();
-            inner.gone = true;
-            inner.session.forget();
-        }
-        let code = SyncError::Unauthorized.close_code().unwrap_or(1000);
-        for ws in self.state.get_websockets() {
-            let _ = ws.close(Some(code), Some("account deleted"));
-        }
         http::json(200, &OkResponse { success: true })
     }
 

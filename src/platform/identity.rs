@@ -21,8 +21,6 @@ const COMMAND_PATH: &str = "/internal/command";
 const COMMAND_HEADER: &str = "x-sync-command";
 /// The name of `Command::CloseDevices` (the ids are in the body).
 const CLOSE_DEVICES: &str = "close-devices";
-const FORGET: &str = "forget";
-const ACCOUNT_GONE: &str = "account-gone";
 
 /// Who a request is from, as the Worker verified it.
 #[derive(Debug, Clone)]
@@ -43,12 +41,6 @@ pub enum Command {
     /// everywhere, a password change). The ids travel in the body: an
     /// account can have many devices.
     CloseDevices(Vec<String>),
-    /// Drop the state held in memory (the operator changed the person's
-    /// limits): the next request loads it again from D1.
-    Forget,
-    /// The account was deleted: close every socket (4001), drop the state
-    /// and refuse every request from now on.
-    AccountGone,
 }
 
 fn internal<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> SyncError {
@@ -56,17 +48,6 @@ fn internal<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> SyncError
 }
 
 impl Identity {
-    /// The Worker itself acting for the operator on `user_id`'s object (an
-    /// admin export, a command): no device of theirs.
-    pub fn operator(user_id: &str) -> Self {
-        Self {
-            user_id: user_id.to_owned(),
-            device_id: "operator".to_owned(),
-            device_name: "operator".to_owned(),
-            expires_at: 0,
-        }
-    }
-
     /// The identity the Worker attached to a forwarded request.
     pub fn from_request(req: &Request) -> Result<Self, SyncError> {
         let header = |name: &str| {
@@ -102,8 +83,6 @@ impl Command {
                 let ids = serde_json::from_slice(&body).map_err(internal("device ids"))?;
                 Ok(Some(Self::CloseDevices(ids)))
             }
-            Some(FORGET) => Ok(Some(Self::Forget)),
-            Some(ACCOUNT_GONE) => Ok(Some(Self::AccountGone)),
             Some(h) => match h.strip_prefix("close-device:") {
                 Some(device) => Ok(Some(Self::CloseDevice(device.to_owned()))),
                 None => Err(SyncError::Internal(
@@ -118,14 +97,12 @@ impl Command {
         match self {
             Self::CloseDevice(device) => format!("close-device:{device}"),
             Self::CloseDevices(_) => CLOSE_DEVICES.to_owned(),
-            Self::Forget => FORGET.to_owned(),
-            Self::AccountGone => ACCOUNT_GONE.to_owned(),
         }
     }
 
     fn body(&self) -> Result<Option<JsValue>, SyncError> {
         match self {
-            Self::CloseDevice(_) | Self::Forget | Self::AccountGone => Ok(None),
+            Self::CloseDevice(_) => Ok(None),
             Self::CloseDevices(ids) => {
                 let json = serde_json::to_string(ids).map_err(internal("device ids"))?;
                 Ok(Some(JsValue::from_str(&json)))

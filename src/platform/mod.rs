@@ -2,7 +2,6 @@
 //! (`router`), the per-user Durable Object (`durable_object`), every D1
 //! statement (`d1`), HTTP helpers (`http`) and WebCrypto/randomness (`crypto`).
 
-mod admin;
 mod config;
 mod crypto;
 mod d1;

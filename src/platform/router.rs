@@ -5,9 +5,7 @@ use super::config::Config;
 use super::d1::{self, NewDevice};
 use super::identity::{forward, send_command, Command, Identity};
 use super::{crypto, http, now_ms};
-use crate::account::{
-    ChangePasswordRequest, DeleteAccountRequest, ResetPasswordRequest, SignedOutResponse,
-};
+use crate::account::{ChangePasswordRequest, SignedOutResponse};
 use crate::auth::{self, decoy_record, PasswordRecord};
 use crate::error::SyncError;
 use crate::model::{self, Email, Password, MAX_BODY_BYTES};
@@ -49,9 +47,6 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
     let method = req.inner().method();
     let route = route(&method, url.path(), url.query())?;
     let db = env.d1("DB").map_err(internal("D1 binding"))?;
-    if route.is_admin() {
-        return super::admin::handle(req, env, &db, config, route).await;
-    }
     match route {
         Route::Register => register(req, &db, config).await,
         Route::Login => login(req, &db, config).await,
@@ -70,8 +65,6 @@ async fn handle(req: &mut Request, env: &Env, config: &Config) -> Result<Respons
             signed_out(env, &id, revoked).await
         }
         Route::ChangePassword => change_password(req, env, &db, config).await,
-        Route::DeleteAccount => delete_account(req, env, &db, config).await,
-        Route::ResetPassword => reset_password(req, env, &db, config).await,
         Route::OpenApi => Ok(http::text(
             200,
             "application/yaml; charset=utf-8",
@@ -124,7 +117,7 @@ async fn revoke(
 }
 
 /// Closes the sockets of devices just revoked and says how many there were.
-pub(super) async fn signed_out(
+async fn signed_out(
     env: &Env,
     caller: &Identity,
     revoked: Vec<String>,
@@ -178,7 +171,7 @@ async fn authenticate_socket(
     authenticate_token(token, db, config).await
 }
 
-pub(super) fn bearer(req: &Request) -> Option<String> {
+fn bearer(req: &Request) -> Option<String> {
     let header = req.headers().get("authorization").ok().flatten()?;
     let (scheme, token) = header.trim().split_once(' ')?;
     scheme
@@ -254,13 +247,7 @@ async fn new_device_token(
         Some((email, record)) => {
             d1::create_user(db, email.as_str(), &record.encode(), &device).await?
         }
-        None => {
-            // The account was disabled or deleted since its password was
-            // checked: no device for it.
-            if !d1::create_device(db, &device).await? {
-                return Err(SyncError::AccountDisabled);
-            }
-        }
+        None => d1::create_device(db, &device).await?,
     }
     Ok(AuthResponse {
         success: true,
@@ -271,7 +258,7 @@ async fn new_device_token(
 }
 
 /// The client's rate-limit bucket (IPv6 by /64).
-pub(super) fn client_ip(req: &Request) -> String {
+fn client_ip(req: &Request) -> String {
     let ip = req.headers().get("cf-connecting-ip").ok().flatten();
     ip_bucket(ip.as_deref().unwrap_or(""))
 }
@@ -285,15 +272,7 @@ async fn register(
     let r: AuthRequest = parse_json(&body)?;
     let email = Email::parse(&r.email)?;
     let password = Password::parse(&r.password)?;
-    // The operator's allow-list rows for this address and its domain (read
-    // only when the list matters).
-    let rows = match &config.registration {
-        crate::registration::Registration::Allowlist(_) => {
-            d1::allowlist_rows(db, Some(&crate::registration::entries_for(&email))).await?
-        }
-        _ => Vec::new(),
-    };
-    config.registration.permits_with(&email, &rows)?;
+    config.registration.permits(&email)?;
     // Each registration costs a PBKDF2 derivation: counted (per IP, and per
     // email like a login) before hashing.
     let ip = format!("register-ip:{}", client_ip(req));
@@ -348,10 +327,6 @@ async fn login(req: &mut Request, db: &D1Database, config: &Config) -> Result<Re
         _ => return Err(SyncError::InvalidCredentials),
     };
     d1::forgive(db, &buckets, &windows).await?;
-    // Said only to whoever knows the password: a guesser learns nothing.
-    if user.disabled_at.is_some() {
-        return Err(SyncError::AccountDisabled);
-    }
     let answer = new_device_token(db, config, &user.id, r.device_name.as_deref(), None).await?;
     Ok(http::json(200, &answer))
 }
@@ -398,104 +373,4 @@ async fn change_password(
 fn hub_path(url: &worker::Url, query: Option<&str>) -> String {
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     format!("{}{query}", url.path())
-}
-
-/// `DELETE /api/account`: the current password (its check counted like a
-/// login for the email), then every row of the person goes.
-async fn delete_account(
-    req: &mut Request,
-    env: &Env,
-    db: &D1Database,
-    config: &Config,
-) -> Result<Response, SyncError> {
-    let id = authenticate(req, db, config).await?;
-    let body = http::read_body(req, AUTH_BODY_LIMIT).await?;
-    let r: DeleteAccountRequest = parse_json(&body)?;
-    if r.password.len() > model::MAX_PASSWORD_BYTES {
-        return Err(SyncError::WrongPassword);
-    }
-    let user = d1::account(db, &id.user_id)
-        .await?
-        .ok_or(SyncError::Unauthorized)?;
-    let mail = format!("email:{}", user.email);
-    let buckets = [(mail.as_str(), config.login_failures_per_email)];
-    d1::count_attempts(db, &buckets, now_ms()).await?;
-    let record = PasswordRecord::decode(&user.password)
-        .ok_or_else(|| SyncError::Internal("stored password record unreadable".into()))?;
-    if !crypto::verify_password(&record, r.password.as_bytes()).await? {
-        return Err(SyncError::WrongPassword);
-    }
-    // The email's attempt window goes with the rest of the rows.
-    let signed_out = erase(env, db, &id.user_id, &user.email).await?.len() as u64;
-    Ok(http::json(
-        200,
-        &SignedOutResponse {
-            success: true,
-            signed_out,
-        },
-    ))
-}
-
-/// Deletes every row of the person, then tells their hub, which closes
-/// every socket, drops what it holds in memory and refuses whatever still
-/// reaches it. Rows first: from then on no token of theirs authenticates,
-/// and a commit the hub had under way cannot land (commit.rs needs the
-/// counters row) nor a wake recreate it. Returns the devices signed out.
-pub(super) async fn erase(
-    env: &Env,
-    db: &D1Database,
-    user_id: &str,
-    email: &str,
-) -> Result<Vec<String>, SyncError> {
-    let devices = d1::delete_account(db, user_id, email).await?;
-    if let Err(e) = send_command(env, &Identity::operator(user_id), &Command::AccountGone).await {
-        worker::console_error!("telling the hub of a deleted account: {e}");
-    }
-    Ok(devices)
-}
-
-/// `POST /api/auth/reset`: a reset code the operator issued sets a new
-/// password and signs every device out. Attempts are counted per IP and
-/// per email before anything is checked, as sign-ins are; the new
-/// password is hashed only once the code proved right.
-async fn reset_password(
-    req: &mut Request,
-    env: &Env,
-    db: &D1Database,
-    config: &Config,
-) -> Result<Response, SyncError> {
-    let body = http::read_body(req, AUTH_BODY_LIMIT).await?;
-    let r: ResetPasswordRequest = parse_json(&body)?;
-    let email = Email::parse(&r.email)?;
-    let new = Password::parse(&r.new_password)?;
-    let mail = format!("email:{}", email.as_str());
-    let ip = format!("reset-ip:{}", client_ip(req));
-    let buckets = [
-        (mail.as_str(), config.login_failures_per_email),
-        (ip.as_str(), config.login_failures_per_ip),
-    ];
-    let windows = d1::count_attempts(db, &buckets, now_ms()).await?;
-    let now = now_ms();
-    let user = d1::user_by_email(db, email.as_str())
-        .await?
-        .ok_or(SyncError::InvalidResetCode)?;
-    let hash = auth::normalize_reset_code(&r.code)
-        .map(|c| auth::reset_code_hash(&c))
-        .ok_or(SyncError::InvalidResetCode)?;
-    let stored = d1::reset_code(db, &user.id)
-        .await?
-        .ok_or(SyncError::InvalidResetCode)?;
-    if !auth::constant_time_eq(stored.code_hash.as_bytes(), hash.as_bytes())
-        || stored.expires_at as i64 <= now
-    {
-        return Err(SyncError::InvalidResetCode);
-    }
-    let record = crypto::hash_password(new.as_bytes()).await?;
-    // Set only while the code still holds, in the same transaction that
-    // uses it up: two requests with one code cannot both succeed.
-    let revoked = d1::reset_password(db, &user.id, &hash, &record.encode(), now_ms())
-        .await?
-        .ok_or(SyncError::InvalidResetCode)?;
-    d1::forgive(db, &buckets, &windows).await?;
-    signed_out(env, &Identity::operator(&user.id), revoked).await
 }

@@ -48,8 +48,6 @@ macro_rules! ensure_eq {
     };
 }
 
-mod accounts;
-mod admin;
 mod auth;
 mod backup;
 mod client;
@@ -97,12 +95,10 @@ pub enum On {
     Quota,
     /// A tiny history byte budget (retention by count only above it).
     Retention,
-    /// The admin API on (`ADMIN_TOKEN`), registration by allow-list.
-    Admin,
 }
 
 impl On {
-    const ALL: [On; 9] = [
+    const ALL: [On; 8] = [
         On::Main,
         On::Strict,
         On::Oversize,
@@ -111,7 +107,6 @@ impl On {
         On::Locked,
         On::Quota,
         On::Retention,
-        On::Admin,
     ];
 
     fn label(self) -> &'static str {
@@ -124,7 +119,6 @@ impl On {
             On::Locked => "locked",
             On::Quota => "quota",
             On::Retention => "retention",
-            On::Admin => "admin",
         }
     }
 
@@ -144,7 +138,6 @@ impl On {
             On::Locked => &[("REGISTRATION", "")],
             On::Quota => QUOTA_VARS,
             On::Retention => RETENTION_VARS,
-            On::Admin => ADMIN_VARS,
         }
     }
 }
@@ -251,19 +244,6 @@ const RETENTION_VARS: &[(&str, &str)] = &[
     ("HISTORY_PRUNE_EVERY", "1"),
 ];
 
-/// The admin server's `ADMIN_TOKEN` (what `scripts/admin.sh` is given).
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnop";
-/// Tests' emails are at example.com; `@seeded.test` and one address are
-/// seeded entries the allow-list test overrides in the database.
-const ADMIN_VARS: &[(&str, &str)] = &[
-    ("ADMIN_TOKEN", ADMIN_TOKEN),
-    ("REGISTRATION", "allowlist"),
-    (
-        "REGISTRATION_ALLOWLIST",
-        "@example.com, Seeded@Admin.test, @seeded.test",
-    ),
-];
-
 /// The quota server's limits (the write rate is out of the way).
 pub const QUOTA_BYTES: u64 = 20_000;
 pub const QUOTA_KEYS: u64 = 100;
@@ -315,8 +295,6 @@ fn all_tests() -> Vec<Test> {
     tests.extend(sessions::tests());
     tests.extend(quotas::tests());
     tests.extend(records::tests());
-    tests.extend(accounts::tests());
-    tests.extend(admin::tests());
     tests
 }
 

@@ -27,8 +27,6 @@ struct FakeD1 {
     loads: usize,
     /// Commits refused because their plan was made from older counters.
     stale: usize,
-    /// The person's own limits (the users row).
-    quota: crate::quota::Overrides,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +46,6 @@ impl FakeD1 {
             hist_seq: self.hist_seq,
             keys: self.keys.clone(),
             usage: self.usage,
-            quota: self.quota,
             ..UserState::default()
         }
     }
@@ -690,38 +687,6 @@ fn quotas_refuse_within_a_group_and_the_usage_rides_on_the_commit() {
     sim.submit(put(2, "a", Some("r2")));
     sim.settle();
     assert_eq!(sim.d1.usage.day_units, 2);
-}
-
-#[test]
-fn a_persons_own_limits_hold_and_forget_loads_new_ones() {
-    let mut sim = Sim::new(Limits::default());
-    sim.d1.quota.keys = Some(1);
-    let code = |sim: &Sim, op: Op_| {
-        sim.replies
-            .iter()
-            .find(|(o, _, _)| *o == op)
-            .map(|(_, a, _)| a.as_ref().map(|_| ()).map_err(|e| e.code()))
-    };
-    sim.submit(put(0, "a", None));
-    sim.submit(put(1, "b", None));
-    sim.settle();
-    assert_eq!(code(&sim, 0), Some(Ok(())));
-    assert_eq!(
-        code(&sim, 1),
-        Some(Err("quota_exceeded")),
-        "the person's 1 key, not the default 10,000"
-    );
-    // The operator raises it: held state is dropped, the next write reloads.
-    sim.d1.quota.keys = Some(5);
-    sim.submit(put(2, "b", None));
-    sim.settle();
-    assert_eq!(code(&sim, 2), Some(Err("quota_exceeded")), "still held");
-    sim.session.forget();
-    let loads = sim.d1.loads;
-    sim.submit(put(3, "b", None));
-    sim.settle();
-    assert_eq!(sim.d1.loads, loads + 1);
-    assert_eq!(code(&sim, 3), Some(Ok(())));
 }
 
 #[test]

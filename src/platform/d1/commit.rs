@@ -41,9 +41,6 @@ struct StateRow {
     write_day: f64,
     write_units: f64,
     bytes: f64,
-    quota_bytes: Option<f64>,
-    quota_keys: Option<f64>,
-    quota_writes_per_day: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -107,15 +104,13 @@ pub async fn load_state(
         "load",
         user_id,
         vec![
-            // Users made before sync_state existed get their row here; a
-            // user deleted meanwhile does not (a hub must not bring back
-            // an account whose rows were deleted).
+            // Users made before sync_state existed get their row here.
             (
                 "sync_state",
                 stmt(
                     db,
-                    "INSERT INTO sync_state (user_id, cursor, hist_seq) SELECT ?1, 0, 0 \
-                     WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1) ON CONFLICT DO NOTHING",
+                    "INSERT INTO sync_state (user_id, cursor, hist_seq) VALUES (?1, 0, 0) \
+                     ON CONFLICT DO NOTHING",
                     &uid,
                 )?,
             ),
@@ -123,17 +118,14 @@ pub async fn load_state(
                 "sync_state",
                 stmt(
                     db,
-                    // The person's own limits ride along (migrations/0006).
                     if count_bytes {
                         "SELECT cursor, hist_seq, write_day, write_units, \
                            (SELECT COALESCE(SUM(size), 0) FROM sync_history WHERE user_id = ?1 AND records = 0) \
-                           + (SELECT COALESCE(SUM(length(data)), 0) FROM sync_records WHERE user_id = ?1) AS bytes, \
-                           u.quota_bytes, u.quota_keys, u.quota_writes_per_day \
-                         FROM sync_state s LEFT JOIN users u ON u.id = s.user_id WHERE s.user_id = ?1"
+                           + (SELECT COALESCE(SUM(length(data)), 0) FROM sync_records WHERE user_id = ?1) AS bytes \
+                         FROM sync_state WHERE user_id = ?1"
                     } else {
-                        "SELECT cursor, hist_seq, write_day, write_units, bytes, \
-                           u.quota_bytes, u.quota_keys, u.quota_writes_per_day \
-                         FROM sync_state s LEFT JOIN users u ON u.id = s.user_id WHERE s.user_id = ?1"
+                        "SELECT cursor, hist_seq, write_day, write_units, bytes \
+                         FROM sync_state WHERE user_id = ?1"
                     },
                     &uid,
                 )?,
@@ -146,10 +138,9 @@ pub async fn load_state(
     let [_, state, metas] = results.as_slice() else {
         return Err(SyncError::Internal("load state: wrong result count".into()));
     };
-    // No counters row: the account was deleted (its tokens are gone too).
     let state = rows::<StateRow>(state)?
         .pop()
-        .ok_or(SyncError::Unauthorized)?;
+        .ok_or_else(|| SyncError::Internal("load state: no sync_state row".into()))?;
     Ok(UserState {
         cursor: state.cursor as u64,
         hist_seq: state.hist_seq as u64,
@@ -182,11 +173,6 @@ pub async fn load_state(
             .collect(),
         unpruned: Default::default(),
         records: Default::default(),
-        quota: crate::quota::Overrides {
-            bytes: state.quota_bytes.map(|n| n as u64),
-            keys: state.quota_keys.map(|n| n as u64),
-            writes_per_day: state.quota_writes_per_day.map(|n| n as u64),
-        },
     })
 }
 
@@ -327,15 +313,7 @@ pub async fn commit(
         also.push_str(&format!(", lists = ?{}", params.len()));
     }
     let sql = format!("{guard}{also} WHERE user_id = ?6");
-    // An UPDATE of a missing row changes nothing and does not fail: this
-    // fails (NOT NULL) when the counters row is gone, i.e. the account was
-    // deleted, so a hub holding its state cannot write any of it back.
-    let exists = "INSERT INTO sync_state (user_id, cursor, hist_seq) SELECT ?1, NULL, 0 \
-        WHERE NOT EXISTS (SELECT 1 FROM sync_state WHERE user_id = ?1)";
-    let mut statements = vec![
-        ("sync_state", stmt(db, exists, std::slice::from_ref(&uid))?),
-        ("sync_state", stmt(db, &sql, &params)?),
-    ];
+    let mut statements = vec![("sync_state", stmt(db, &sql, &params)?)];
 
     let mut history = Vec::with_capacity(plan.history.len());
     let mut chunks = Vec::new();
@@ -647,10 +625,9 @@ pub async fn check(db: &D1Database, user_id: &str, plan: &Plan) -> Result<Commit
     let [state, answers] = results.as_slice() else {
         return Err(SyncError::Internal("check: wrong result count".into()));
     };
-    // No counters row: the account was deleted.
     let state = rows::<CheckRow>(state)?
         .pop()
-        .ok_or(SyncError::Unauthorized)?;
+        .ok_or_else(|| SyncError::Internal("check: no sync_state row".into()))?;
     Ok(CommitCheck {
         cursor: state.cursor as u64,
         hist_seq: state.hist_seq as u64,

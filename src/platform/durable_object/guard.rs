@@ -20,14 +20,11 @@ impl UserHub {
         device_id: &str,
     ) -> Result<Response, SyncError> {
         let now = now_ms();
-        let (usage, overrides) = self
-            .read_state(db, user_id, |s| {
-                let usage = AccountUsage {
-                    bytes: s.usage.bytes,
-                    keys: s.live_keys(),
-                    writes_today: s.usage.units_today(now),
-                };
-                (usage, s.quota)
+        let usage = self
+            .read_state(db, user_id, |s| AccountUsage {
+                bytes: s.usage.bytes,
+                keys: s.live_keys(),
+                writes_today: s.usage.units_today(now),
             })
             .await?;
         let config = &self.config;
@@ -38,9 +35,8 @@ impl UserHub {
                 user_id: user_id.to_owned(),
                 device_id: device_id.to_owned(),
                 usage,
-                // The person's own limits where the operator set them.
                 limits: AccountLimits::new(
-                    &overrides.apply(config.quota),
+                    &config.quota,
                     config.write_burst,
                     config.writes_per_minute,
                 ),
