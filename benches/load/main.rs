@@ -35,7 +35,7 @@ use scenarios::{Kind, Target};
 use serde_json::{json, Value};
 use server::Server;
 use stats::{f, ratio};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -268,20 +268,7 @@ fn run(opts: &Opts) -> Result<(), String> {
     progress.note("start-up measured");
 
     // The servers for everything else, started together.
-    let (base_dir, floor_dir) = (tmp.join("baseline"), tmp.join("d1floor"));
-    let (ours, base, floor) = thread::scope(|s| {
-        let o = s.spawn(|| Server::start("bench", VARS));
-        let b = s.spawn(|| launch::start_js("baseline", &base_dir));
-        let d = s.spawn(|| launch::start_js("d1floor", &floor_dir));
-        (
-            o.join().unwrap_or_else(|_| Err("panicked".into())),
-            b.join().unwrap_or_else(|_| Err("panicked".into())),
-            d.join().unwrap_or_else(|_| Err("panicked".into())),
-        )
-    });
-    let ours = ours.map_err(|e| format!("the Worker did not start: {e}"))?;
-    let base = base.map_err(|e| format!("the baseline did not start: {e}"))?;
-    let floor = floor.map_err(|e| format!("the D1 floor did not start: {e}"))?;
+    let (ours, base, floor) = start_servers(&tmp)?;
     let o = Target::ours(&ours);
     let b = Target::js(Kind::Baseline, &base);
     let d = Target::js(Kind::D1Floor, &floor);
@@ -441,9 +428,7 @@ fn run(opts: &Opts) -> Result<(), String> {
     );
     report["wasm"] = json!({"bytes": wasm, "gzipBytes": wasm_gz});
 
-    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
-    report["seconds"] = json!(t_run.elapsed().as_secs());
-    report["steps"] = progress.json();
+    stamp_end(&mut report, progress);
     let mut markdown = format!(
         "{}\n{}\n{}\n{}",
         table.markdown(),
@@ -472,10 +457,7 @@ fn run_records(opts: &Opts, progress: &Progress, mut report: Value) -> Result<()
     report["records"] = recs.json;
     let (wasm, wasm_gz) = scenarios::wasm_size()?;
     report["wasm"] = json!({"bytes": wasm, "gzipBytes": wasm_gz});
-    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
-    report["seconds"] = json!(t_run.elapsed().as_secs());
-    report["steps"] = progress.json();
-    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+    stamp_end(&mut report, progress);
     let markdown: Vec<String> = recs.tables.iter().map(Table::markdown).collect();
     let markdown = markdown.join("\n");
     report["table"] = json!(markdown);
@@ -498,10 +480,7 @@ fn run_hardened(opts: &Opts, progress: &Progress, mut report: Value) -> Result<(
     report["recordsHardened"] = hard.json;
     let (wasm, wasm_gz) = scenarios::wasm_size()?;
     report["wasm"] = json!({"bytes": wasm, "gzipBytes": wasm_gz});
-    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
-    report["seconds"] = json!(t_run.elapsed().as_secs());
-    report["steps"] = progress.json();
-    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+    stamp_end(&mut report, progress);
     let markdown: Vec<String> = hard.tables.iter().map(Table::markdown).collect();
     let markdown = markdown.join("\n");
     report["table"] = json!(markdown);
@@ -522,20 +501,7 @@ fn run_inflight(opts: &Opts, progress: &Progress, mut report: Value) -> Result<(
     });
     let tmp = std::env::temp_dir().join(format!("alternassist-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let (base_dir, floor_dir) = (tmp.join("baseline"), tmp.join("d1floor"));
-    let (ours, base, floor) = thread::scope(|s| {
-        let o = s.spawn(|| Server::start("bench", VARS));
-        let b = s.spawn(|| launch::start_js("baseline", &base_dir));
-        let d = s.spawn(|| launch::start_js("d1floor", &floor_dir));
-        (
-            o.join().unwrap_or_else(|_| Err("panicked".into())),
-            b.join().unwrap_or_else(|_| Err("panicked".into())),
-            d.join().unwrap_or_else(|_| Err("panicked".into())),
-        )
-    });
-    let ours = ours.map_err(|e| format!("the Worker did not start: {e}"))?;
-    let base = base.map_err(|e| format!("the baseline did not start: {e}"))?;
-    let floor = floor.map_err(|e| format!("the D1 floor did not start: {e}"))?;
+    let (ours, base, floor) = start_servers(&tmp)?;
     progress.note("servers up");
     let flights = inflight_all(
         opts,
@@ -550,16 +516,42 @@ fn run_inflight(opts: &Opts, progress: &Progress, mut report: Value) -> Result<(
     let _ = std::fs::remove_dir_all(&tmp);
     let flights = flights?;
     report["inFlight"] = flights.json;
-    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
-    report["seconds"] = json!(t_run.elapsed().as_secs());
-    report["steps"] = progress.json();
-    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+    stamp_end(&mut report, progress);
     let markdown = flights.table.markdown();
     report["table"] = json!(markdown);
     finish(opts, report, &markdown, t_run)
 }
 
 /// Writes the JSON and prints the tables and the machine's load.
+/// Ours, the in-memory JS baseline and the one-upsert D1 floor, started
+/// together (each JS server keeps its state under `tmp`).
+fn start_servers(tmp: &Path) -> Result<(Server, launch::Proc, launch::Proc), String> {
+    let (base_dir, floor_dir) = (tmp.join("baseline"), tmp.join("d1floor"));
+    let (ours, base, floor) = thread::scope(|s| {
+        let o = s.spawn(|| Server::start("bench", VARS));
+        let b = s.spawn(|| launch::start_js("baseline", &base_dir));
+        let d = s.spawn(|| launch::start_js("d1floor", &floor_dir));
+        (
+            o.join().unwrap_or_else(|_| Err("panicked".into())),
+            b.join().unwrap_or_else(|_| Err("panicked".into())),
+            d.join().unwrap_or_else(|_| Err("panicked".into())),
+        )
+    });
+    Ok((
+        ours.map_err(|e| format!("the Worker did not start: {e}"))?,
+        base.map_err(|e| format!("the baseline did not start: {e}"))?,
+        floor.map_err(|e| format!("the D1 floor did not start: {e}"))?,
+    ))
+}
+
+/// What every mode records when it ends: load, duration, steps, commit.
+fn stamp_end(report: &mut Value, progress: &Progress) {
+    report["machine"]["loadavgEnd"] = json!(sh("cut -d' ' -f1-3 /proc/loadavg"));
+    report["seconds"] = json!(progress.t0.elapsed().as_secs());
+    report["steps"] = progress.json();
+    report["commit"] = json!(sh("git rev-parse --short HEAD"));
+}
+
 fn finish(opts: &Opts, mut report: Value, markdown: &str, t_run: Instant) -> Result<(), String> {
     report["machine"]["uptimeEnd"] = json!(sh("uptime"));
     if let Some(dir) = opts.out.parent() {

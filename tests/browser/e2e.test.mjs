@@ -558,10 +558,9 @@ test('history: restore an old version from the History panel; both devices take 
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-test("storage full: a value that does not fit in this browser's storage is not taken as synced, and is taken once space is freed", { timeout: 120_000 }, async () => {
-  const { a, b } = await twoDevices();
-  // Fill b's localStorage (an untracked key) to its quota, then free a little.
-  await b.page.evaluate(() => {
+/** Fills `page`'s localStorage (untracked keys) to its quota, then frees a little (~512K characters). */
+const fillStorage = (page) =>
+  page.evaluate(() => {
     const chunk = 'j'.repeat(256 * 1024);
     let n = 0;
     try {
@@ -572,6 +571,10 @@ test("storage full: a value that does not fit in this browser's storage is not t
     localStorage.removeItem(`junk-${n - 1}`);
     localStorage.removeItem(`junk-${n - 2}`);
   });
+
+test("storage full: a value that does not fit in this browser's storage is not taken as synced, and is taken once space is freed", { timeout: 120_000 }, async () => {
+  const { a, b } = await twoDevices();
+  await fillStorage(b.page);
   const versionOnB = async () => JSON.parse(await getItem(b.page, 'sync-state')).versions.estimates ?? null;
   const before = await versionOnB();
   const big = JSON.stringify([{ id: 'est-big', client: 'Big Client', notes: 'n'.repeat(1_500_000), updatedAt: Date.now() }]);
@@ -1020,18 +1023,8 @@ test('storage full: an edit of the 3-record list a device still holds keeps the 
   await setItem(a.page, KEY, JSON.stringify(three));
   await waitValue(q.page, KEY, (v) => v !== null && v.includes('est-2'), 'the 3 records on q');
   await waitSynced(q.page);
-  // Fill q's localStorage (an untracked key) to its quota, then free a little (~512K characters).
-  await q.page.evaluate(() => {
-    const chunk = 'j'.repeat(256 * 1024);
-    let n = 0;
-    try {
-      for (; n < 400; n++) localStorage.setItem(`junk-${n}`, chunk);
-    } catch (e) {
-      if (e.name !== 'QuotaExceededError') throw e;
-    }
-    localStorage.removeItem(`junk-${n - 1}`);
-    localStorage.removeItem(`junk-${n - 2}`);
-  });
+  // q can store about 512K more characters: not the ~1 MB list to come.
+  await fillStorage(q.page);
   // a writes a ~1 MB list: the 3 records and 5,000 more.
   await a.page.evaluate(
     ([k, three]) => {
