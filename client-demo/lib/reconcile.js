@@ -105,7 +105,8 @@ export const reconcile = {
     const entry = this._queue.get(key);
     if (!entry) {
       // Another tab's edit is in storage and its storage event still on the way: not overwritten (tab-follow.js).
-      if (this._tabEditUnheard(key)) return this._awaitTabEdit(key, remote);
+      const unheard = this._tabEditUnheard(key);
+      if (unheard) return this._awaitTabEdit(key, remote, unheard);
       return this._applyRemote(key, remote);
     }
     if (this._inflightFor(key)) {

@@ -65,14 +65,19 @@ export const following = {
   },
 
   /**
-   * True in the syncing tab when storage holds a value of `key` it has not
-   * synced and no queued edit: another tab wrote it and its storage event
-   * has not arrived yet (browsers deliver it on a later task).
+   * In the syncing tab: another tab's edit of `key` that is in storage while
+   * its storage event has not arrived yet (browsers deliver it on a later
+   * task), as the edit record that tab left (_noteTabEdit); else null. The
+   * record goes before the value and the event takes it, so without one no
+   * stored value is hashed on this path (it runs for every remote change).
    */
   _tabEditUnheard(key) {
-    if (!this._tabs || !this._leader || !this._state.initialized || this._unapplied.has(key)) return false;
+    if (!this._tabs || !this._leader || !this._state.initialized || this._unapplied.has(key)) return null;
+    const rec = this._meta.getJson('edits')?.[key];
     const synced = this._state.synced[key];
-    return synced !== undefined && fingerprint(this._read(key)) !== synced;
+    if (!rec || synced === undefined) return null;
+    const stored = fingerprint(this._read(key));
+    return stored !== synced ? { ...rec, current: rec.fp === stored } : null;
   },
 
   /**
@@ -81,10 +86,9 @@ export const following = {
    * storage event brings the value it was made on (the merge base); after
    * TAB_EVENT_WAIT_MS without one it goes as an edit made unseen.
    */
-  _awaitTabEdit(key, remote) {
-    const edits = this._meta.getJson('edits') ?? {};
-    const rec = edits[key]?.fp === fingerprint(this._read(key)) ? edits[key] : null;
-    const entry = { key, requestId: this._newId(), updatedAt: rec?.updatedAt ?? this._now(), remote, awaitingTab: true };
+  _awaitTabEdit(key, remote, rec) {
+    const updatedAt = rec.current ? rec.updatedAt : this._now();
+    const entry = { key, requestId: this._newId(), updatedAt, remote, awaitingTab: true };
     if (this._state.versions[key] !== undefined) entry.baseVersion = this._state.versions[key];
     entry.heldUntil = this._now() + TAB_EVENT_WAIT_MS;
     this._queue.set(key, entry);
